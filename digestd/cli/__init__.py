@@ -1,0 +1,1 @@
+"""The `digestd` command line: one module per command group, wired in app.py."""
