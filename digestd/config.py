@@ -1,0 +1,412 @@
+"""The one owner of paths and settings: defaults, then subscribers.yaml, then the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from digestd.errors import ConfigError
+from digestd.models import Frequency, Keyword, Subscriber, SubscriberStatus
+
+SUBSCRIBERS_FILE = "subscribers.yaml"
+DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+# A cheap syntax check for the run path; CLI edits use email-validator (see subscriptions.py).
+_EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Every file of an instance; no other module builds these paths."""
+
+    home: Path
+
+    @property
+    def subscribers(self) -> Path:
+        return self.home / SUBSCRIBERS_FILE
+
+    @property
+    def templates(self) -> Path:
+        return self.home / "templates"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "state"
+
+    @property
+    def papers_db(self) -> Path:
+        return self.state_dir / "papers.json"
+
+    @property
+    def outbox_db(self) -> Path:
+        return self.state_dir / "outbox.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.state_dir / "run.lock"
+
+    @property
+    def maildir(self) -> Path:
+        return self.state_dir / "maildir"
+
+    @property
+    def readme(self) -> Path:
+        return self.home / "README.md"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The non-secret `settings:` block of subscribers.yaml."""
+
+    sender: str | None = None
+    timezone: str | None = None
+    readme_rows: int = 20
+    max_results: int = 100
+    full_abstracts: bool = False
+    weekly_day: str = "monday"
+    public_url: str | None = None
+    max_rate: float | None = None  # messages per second; None: as fast as the server takes them
+    connections: int = 4
+    pause_after_failures: int = 3
+    stale_margin_days: int = 10
+    list_name: str = "Daily Papers"
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    """Where mail goes; secrets come only from the environment."""
+
+    host: str
+    port: int
+    security: str  # starttls | tls | none
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    paths: Paths
+    keywords: tuple[Keyword, ...]
+    subscribers: tuple[Subscriber, ...]
+    settings: Settings
+    smtp: SmtpSettings | None  # None: deliver to the Maildir in state/
+    sender: str
+    arxiv_url: str = DEFAULT_ARXIV_URL
+    arxiv_delay: float = 3.0
+    arxiv_timeout: float = 30.0
+    secret: bytes | None = field(default=None, repr=False)
+
+    @property
+    def tz(self) -> ZoneInfo | None:
+        return ZoneInfo(self.settings.timezone) if self.settings.timezone else None
+
+    def keyword(self, name: str) -> Keyword | None:
+        return next((k for k in self.keywords if k.name == name), None)
+
+
+def resolve_home(home: Path | None) -> Path:
+    """--home, else $DIGESTD_HOME, else the current directory."""
+    if home is None:
+        env = os.environ.get("DIGESTD_HOME")
+        home = Path(env) if env else Path.cwd()
+    return home.expanduser().resolve()
+
+
+def read_yaml_text(path: Path) -> str:
+    """The text of subscribers.yaml, or a sentence saying how to create it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path} does not exist: run `digestd init` to create an instance there, "
+            "or pass --home DIR"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {path}: {err}") from None
+
+
+def parse_yaml(text: str, path: Path, *, round_trip: bool = False) -> Any:
+    """Parse YAML, naming the file and line of a syntax error."""
+    yaml = YAML(typ="rt" if round_trip else "safe", pure=True)
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: malformed YAML: {err.problem or err}") from None
+    except YAMLError as err:
+        raise ConfigError(f"{path}: malformed YAML: {err}") from None
+
+
+def load_config(home: Path, env: dict[str, str] | None = None) -> Config:
+    """Load and validate the instance at `home`; raise ConfigError naming file and line."""
+    env = dict(os.environ) if env is None else env
+    paths = Paths(home)
+    data = parse_yaml(read_yaml_text(paths.subscribers), paths.subscribers)
+    try:
+        return _build(paths, data, env)
+    except _Invalid as err:
+        line = _line_of(paths.subscribers, err.where)
+        where = f", line {line}" if line else ""
+        raise ConfigError(f"{paths.subscribers}{where}: {err.message}") from None
+
+
+class _Invalid(Exception):
+    def __init__(self, where: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.message = message
+
+
+def _line_of(path: Path, where: tuple[str | int, ...]) -> int | None:
+    """The 1-based line of a node, found by a round-trip load only when an error is shown."""
+    try:
+        node: Any = parse_yaml(path.read_text(encoding="utf-8"), path, round_trip=True)
+    except Exception:
+        return None
+    line: int | None = None
+    for key in where:
+        try:
+            if isinstance(key, int):
+                line = node.lc.item(key)[0] + 1
+            else:
+                line = node.lc.key(key)[0] + 1
+            node = node[key]
+        except (AttributeError, KeyError, IndexError, TypeError):
+            break
+    return line
+
+
+def check_keyword_name(name: object) -> str:
+    """A keyword is one line of text: it becomes a README heading and an arXiv phrase."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("a keyword must be non-empty text")
+    if any(c in name for c in "\r\n\t\x00"):
+        raise ValueError(f"keyword {name!r} contains a newline or control character")
+    if '"' in name:
+        raise ValueError(f"keyword {name!r} contains a double quote; use `query:` for raw queries")
+    if name != name.strip():
+        raise ValueError(f"keyword {name!r} has leading or trailing spaces")
+    return name
+
+
+def looks_like_email(addr: object) -> bool:
+    return isinstance(addr, str) and bool(_EMAIL_RE.match(addr))
+
+
+def _keywords(raw: Any) -> tuple[Keyword, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _Invalid(("keywords",), "`keywords` must be a list")
+    out: list[Keyword] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        where: tuple[str | int, ...] = ("keywords", i)
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict):
+            raise _Invalid(where, "each keyword is a name or a mapping with `name`")
+        unknown = set(item) - {"name", "query", "categories"}
+        if unknown:
+            raise _Invalid(where, f"unknown keyword field(s): {', '.join(sorted(map(str, unknown)))}")
+        try:
+            name = check_keyword_name(item.get("name"))
+        except ValueError as err:
+            raise _Invalid(where, str(err)) from None
+        if name in seen:
+            raise _Invalid(where, f"keyword {name!r} is listed twice")
+        seen.add(name)
+        query = item.get("query")
+        if query is not None and (not isinstance(query, str) or "\n" in query.strip()):
+            raise _Invalid(where, f"the query of {name!r} must be one line of text")
+        cats = item.get("categories") or []
+        if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
+            raise _Invalid(where, f"the categories of {name!r} must be a list like [cs.CV]")
+        out.append(Keyword(name=name, query=query.strip() if query else None, categories=tuple(cats)))
+    return tuple(out)
+
+
+def _subscribers(raw: Any, keywords: tuple[Keyword, ...]) -> tuple[Subscriber, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _Invalid(("subscribers",), "`subscribers` must be a list")
+    names = {k.name for k in keywords}
+    out: list[Subscriber] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        where: tuple[str | int, ...] = ("subscribers", i)
+        if not isinstance(item, dict):
+            raise _Invalid(where, "each subscriber is a mapping with `email`")
+        email = item.get("email")
+        if not looks_like_email(email):
+            raise _Invalid(where, f"{email!r} is not an e-mail address")
+        assert isinstance(email, str)
+        if email.lower() in seen:
+            raise _Invalid(where, f"subscriber {email} is listed twice")
+        seen.add(email.lower())
+        name = item.get("name")
+        if name is not None and (not isinstance(name, str) or any(c in name for c in "\r\n")):
+            raise _Invalid(where, f"the name of {email} must be one line of text")
+        kws = item.get("keywords")
+        if kws is not None:
+            if not isinstance(kws, list) or not all(isinstance(k, str) for k in kws):
+                raise _Invalid(where, f"the keywords of {email} must be a list of keyword names")
+            missing = [k for k in kws if k not in names]
+            if missing:
+                raise _Invalid(where, f"{email} follows {missing[0]!r}, which is not a configured keyword")
+        try:
+            freq = Frequency(item.get("frequency", "daily"))
+            status = SubscriberStatus(item.get("status", "active"))
+        except ValueError as err:
+            raise _Invalid(where, f"{email}: {err}") from None
+        out.append(
+            Subscriber(
+                email=email,
+                name=name,
+                keywords=tuple(kws) if kws is not None else None,
+                frequency=freq,
+                status=status,
+            )
+        )
+    return tuple(out)
+
+
+def _settings(raw: Any) -> Settings:
+    if raw is None:
+        return Settings()
+    if not isinstance(raw, dict):
+        raise _Invalid(("settings",), "`settings` must be a mapping")
+    known = {
+        "from": "sender",
+        "timezone": "timezone",
+        "readme_rows": "readme_rows",
+        "max_results": "max_results",
+        "full_abstracts": "full_abstracts",
+        "weekly_day": "weekly_day",
+        "public_url": "public_url",
+        "max_rate": "max_rate",
+        "connections": "connections",
+        "pause_after_failures": "pause_after_failures",
+        "stale_margin_days": "stale_margin_days",
+        "list_name": "list_name",
+    }
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise _Invalid(("settings", key), f"unknown setting {key!r}")
+        kwargs[known[key]] = value
+    s = Settings(**kwargs)
+    ints = {"readme_rows": (1, 2000), "max_results": (1, 2000), "connections": (1, 64),
+            "pause_after_failures": (1, 1000), "stale_margin_days": (0, 3650)}
+    for attr, (lo, hi) in ints.items():
+        v = getattr(s, attr)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            key = next(k for k, a in known.items() if a == attr)
+            raise _Invalid(("settings", key), f"settings.{key} must be a whole number from {lo} to {hi}")
+    if s.timezone is not None:
+        try:
+            ZoneInfo(str(s.timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise _Invalid(("settings", "timezone"), f"unknown timezone {s.timezone!r} (e.g. Europe/Berlin)") from None
+    if s.weekly_day not in WEEKDAYS:
+        raise _Invalid(("settings", "weekly_day"), f"settings.weekly_day must be one of {', '.join(WEEKDAYS)}")
+    if s.max_rate is not None and (not isinstance(s.max_rate, int | float) or s.max_rate <= 0):
+        raise _Invalid(("settings", "max_rate"), "settings.max_rate must be a positive number of messages per second")
+    if s.public_url is not None and not re.match(r"^https?://[^\s]+$", str(s.public_url)):
+        raise _Invalid(("settings", "public_url"), "settings.public_url must be an http(s) URL")
+    if s.sender is not None and not looks_like_email(parseaddr(str(s.sender))[1]):
+        raise _Invalid(("settings", "from"), f"settings.from {s.sender!r} has no valid address")
+    if not isinstance(s.full_abstracts, bool):
+        raise _Invalid(("settings", "full_abstracts"), "settings.full_abstracts must be true or false")
+    return s
+
+
+def _read_secret(env: dict[str, str], name: str) -> str | None:
+    """A secret from NAME, or from the file named by NAME_FILE (preferred: not in `ps`)."""
+    file = env.get(f"{name}_FILE")
+    if file:
+        try:
+            return Path(file).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise ConfigError(f"cannot read {name}_FILE {file}: {err.strerror}") from None
+    value = env.get(name)
+    return value if value else None
+
+
+def smtp_from_env(env: dict[str, str]) -> SmtpSettings | None:
+    host = env.get("DIGESTD_SMTP_HOST", "").strip()
+    if not host:
+        return None
+    security = env.get("DIGESTD_SMTP_SECURITY", "starttls").strip().lower()
+    if security not in _SECURITY_PORTS:
+        raise ConfigError("DIGESTD_SMTP_SECURITY must be starttls, tls or none")
+    port_text = env.get("DIGESTD_SMTP_PORT", "").strip()
+    try:
+        port = int(port_text) if port_text else _SECURITY_PORTS[security]
+    except ValueError:
+        raise ConfigError(f"DIGESTD_SMTP_PORT must be a port number, not {port_text!r}") from None
+    username = env.get("DIGESTD_SMTP_USERNAME") or None
+    password = _read_secret(env, "DIGESTD_SMTP_PASSWORD")
+    if password and not username:
+        raise ConfigError("DIGESTD_SMTP_PASSWORD is set but DIGESTD_SMTP_USERNAME is not")
+    if username and security == "none":
+        raise ConfigError(
+            "refusing to send SMTP credentials in clear: set DIGESTD_SMTP_SECURITY to starttls or tls"
+        )
+    timeout = _float(env, "DIGESTD_SMTP_TIMEOUT", 30.0)
+    return SmtpSettings(host, port, security, username, password, timeout)
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {text!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return value
+
+
+def _build(paths: Paths, data: Any, env: dict[str, str]) -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise _Invalid((), "the file must be a mapping with `keywords:` and `subscribers:`")
+    unknown = set(data) - {"keywords", "subscribers", "settings"}
+    if unknown:
+        key = sorted(map(str, unknown))[0]
+        raise _Invalid((key,), f"unknown top-level key {key!r} (expected keywords, subscribers, settings)")
+    settings = _settings(data.get("settings"))
+    keywords = _keywords(data.get("keywords"))
+    subscribers = _subscribers(data.get("subscribers"), keywords)
+    sender = env.get("DIGESTD_FROM") or settings.sender or "Daily Papers <digestd@localhost>"
+    if not looks_like_email(parseaddr(sender)[1]) and not parseaddr(sender)[1].endswith("@localhost"):
+        raise ConfigError(f"DIGESTD_FROM {sender!r} has no valid address")
+    secret = _read_secret(env, "DIGESTD_SECRET")
+    return Config(
+        paths=paths,
+        keywords=keywords,
+        subscribers=subscribers,
+        settings=settings,
+        smtp=smtp_from_env(env),
+        sender=sender,
+        arxiv_url=env.get("DIGESTD_ARXIV_API_URL") or DEFAULT_ARXIV_URL,
+        arxiv_delay=_float(env, "DIGESTD_ARXIV_DELAY", 3.0),
+        arxiv_timeout=_float(env, "DIGESTD_ARXIV_TIMEOUT", 30.0),
+        secret=secret.encode("utf-8") if secret else None,
+    )
