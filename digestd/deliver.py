@@ -282,3 +282,19 @@ async def _reset(client: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP | None:
 def _short(err: BaseException) -> str:
     text = str(err) or type(err).__name__
     return text.splitlines()[0][:200]
+
+
+def make_transport(
+    smtp: SmtpSettings | None, maildir: Path, *, connections: int, max_rate: float | None, env: dict[str, str]
+) -> Transport:
+    """SMTP when DIGESTD_SMTP_HOST is set, else the Maildir in state/ (the embedded default)."""
+    if smtp is None:
+        return MaildirTransport(maildir)
+    return SmtpTransport(
+        smtp,
+        connections=connections,
+        max_rate=max_rate,
+        retries=int(env.get("DIGESTD_SMTP_RETRIES", "3")),
+        backoff=float(env.get("DIGESTD_SMTP_BACKOFF", "2")),
+        ca_file=env.get("DIGESTD_SMTP_CA_FILE") or None,
+    )

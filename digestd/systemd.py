@@ -13,10 +13,10 @@ import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from digestd.atomic import write_atomic
 from digestd.errors import DigestdError, UsageError
 
 SERVICE_NAME = "digestd.service"
@@ -258,7 +258,8 @@ def install_units(opts: UnitOptions, unit_dir: Path, force: bool) -> list[str]:
             messages.append(f"{path} is already up to date.")
             continue
         try:
-            _atomic_write(path, text)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, text, mode=0o644)
         except OSError as exc:
             raise DigestdError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
         verb = "Replaced" if current[name] is not None else "Wrote"
@@ -403,25 +404,3 @@ def _path_word(value: str) -> str:
 def _exec_word(value: str) -> str:
     """One word of ExecStart=: quoted like _path_word, and $ escaped (no variable expansion)."""
     return _path_word(value).replace("$", "$$")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory and os.replace: never a half-written unit."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.chmod(0o644)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

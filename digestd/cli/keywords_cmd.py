@@ -1,0 +1,53 @@
+"""`digestd keywords add | remove | list`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from digestd import subscriptions
+from digestd.cli.context import cli_context
+from digestd.config import load_config
+
+
+def register(app: typer.Typer) -> None:
+    kw = typer.Typer(help="Manage the keywords (one arXiv search and one README section each).", no_args_is_help=True)
+    app.add_typer(kw, name="keywords")
+
+    @kw.command("add")
+    def add(
+        ctx: typer.Context,
+        name: str,
+        query: Annotated[str | None, typer.Option(help='Raw arXiv query instead of ti:"KW" OR abs:"KW".')] = None,
+        category: Annotated[list[str] | None, typer.Option("--category", help="Keep only papers in this category (repeatable).")] = None,
+    ) -> None:
+        """Add a keyword; its first run stores papers without mailing them."""
+        for line in subscriptions.add_keyword(cli_context(ctx).home, name, query, category or None):
+            typer.echo(line)
+
+    @kw.command("remove")
+    def remove(ctx: typer.Context, name: str) -> None:
+        """Remove a keyword (and from every subscriber that follows it)."""
+        for line in subscriptions.remove_keyword(cli_context(ctx).home, name):
+            typer.echo(line)
+
+    @kw.command("list")
+    def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """List the keywords."""
+        cfg = load_config(cli_context(ctx).home)
+        if as_json:
+            rows: list[dict[str, object]] = []
+            for k in cfg.keywords:
+                row: dict[str, object] = {"name": k.name}
+                if k.query:
+                    row["query"] = k.query
+                if k.categories:
+                    row["categories"] = list(k.categories)
+                rows.append(row)
+            typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+            return
+        for k in cfg.keywords:
+            extra = f"  [{', '.join(k.categories)}]" if k.categories else ""
+            typer.echo(f"{k.name}{extra}  query: {k.search_query}")

@@ -1,0 +1,135 @@
+"""`digestd run`: the pipeline, its summary, and its exit code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from digestd.cli.context import cli_context
+from digestd.config import load_config
+from digestd.deliver import make_transport
+from digestd.errors import ExitCode, SmtpFatalError
+from digestd.fetch import ArxivSource
+from digestd.models import KeywordFetch, RunReport
+from digestd.pipeline import RunOptions, run
+
+log = logging.getLogger("digestd")
+
+
+def exit_code(report: RunReport) -> ExitCode:
+    """0 done; 1 a person must fix something (SMTP login/TLS); 75 partly done, retried next run."""
+    if report.fatal:
+        return ExitCode.ERROR
+    return ExitCode.TEMPFAIL if report.partial else ExitCode.OK
+
+
+def keyword_line(k: KeywordFetch) -> str:
+    if k.error:
+        return f"{k.keyword}: FAILED, kept as it was: {k.error}"
+    if k.baseline:
+        return f"{k.keyword}: fetched {k.fetched}, baseline stored (nothing mailed for a new keyword)"
+    return f"{k.keyword}: fetched {k.fetched}, {len(k.new)} new"
+
+
+def summary_line(report: RunReport) -> str:
+    failed_kw = sum(1 for k in report.keywords if k.error)
+    new = sum(len(k.new) for k in report.keywords)
+    verb = "would mail" if report.dry_run else "sent"
+    return (
+        f"{'dry run' if report.dry_run else 'run'} {report.date}: {len(report.keywords)} keyword(s), "
+        f"{failed_kw} failed, {new} new paper(s); {verb} {report.pending if report.dry_run else report.sent} "
+        f"digest(s)" + ("" if report.dry_run else f", {report.pending} pending, {report.failed} failed")
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_command(
+        ctx: typer.Context,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; print what would be mailed.")] = False,
+        no_mail: Annotated[bool, typer.Option("--no-mail", help="Store papers and write the README; mail nothing (it goes out next run).")] = False,
+        no_readme: Annotated[bool, typer.Option("--no-readme", help="Do not rewrite README.md.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    ) -> None:
+        """Fetch, diff, mail and publish once (what the systemd timer runs)."""
+        home = cli_context(ctx).home
+        cfg = load_config(home)
+        env = dict(os.environ)
+        source = ArxivSource(cfg.arxiv_url, delay=cfg.arxiv_delay, timeout=cfg.arxiv_timeout)
+        transport = make_transport(
+            cfg.smtp, cfg.paths.maildir, connections=cfg.settings.connections,
+            max_rate=cfg.settings.max_rate, env=env,
+        )
+        if not cfg.keywords:
+            log.warning("no keywords configured in %s: add one with `digestd keywords add`", cfg.paths.subscribers)
+        on_tty = sys.stderr.isatty() and not as_json
+        progress = _Progress(len(cfg.keywords)) if on_tty else None
+
+        def on_keyword(k: KeywordFetch) -> None:
+            if progress:
+                progress.step(k)
+            else:
+                (log.warning if k.error else log.info)(keyword_line(k))
+
+        report = run(cfg, source=source, transport=transport,
+                     options=RunOptions(dry_run=dry_run, no_mail=no_mail, no_readme=no_readme),
+                     on_keyword=on_keyword)
+        if progress:
+            progress.done()
+        if as_json:
+            typer.echo(json.dumps(_as_dict(report), indent=2))
+        else:
+            for m in report.messages:
+                log.info("%s", m)
+            if not no_mail and not dry_run:
+                log.info("mail went to %s", report.mail_target)
+            log.info("%s", summary_line(report))
+        if report.fatal:
+            raise SmtpFatalError(report.fatal + "; the digests stay pending for the next run")
+        code = exit_code(report)
+        if code:
+            raise typer.Exit(int(code))
+
+
+class _Progress:
+    """A one-line progress display on a terminal; systemd gets plain lines instead."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.n = 0
+
+    def step(self, k: KeywordFetch) -> None:
+        self.n += 1
+        width = 24
+        filled = width * self.n // max(self.total, 1)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.n}/{self.total} {k.keyword[:40]:<40}")
+        sys.stderr.flush()
+        if k.error:
+            sys.stderr.write("\n" + keyword_line(k) + "\n")
+
+    def done(self) -> None:
+        sys.stderr.write("\r" + " " * 80 + "\r")
+        sys.stderr.flush()
+
+
+def _as_dict(report: RunReport) -> dict[str, object]:
+    return {
+        "date": report.date,
+        "dry_run": report.dry_run,
+        "keywords": [
+            {"keyword": k.keyword, "fetched": k.fetched, "new": list(k.new), "baseline": k.baseline, "error": k.error}
+            for k in report.keywords
+        ],
+        "sent": report.sent,
+        "pending": report.pending,
+        "failed": report.failed,
+        "readme_written": report.readme_written,
+        "mail_target": report.mail_target,
+        "messages": report.messages,
+        "exit_code": int(exit_code(report)),
+    }

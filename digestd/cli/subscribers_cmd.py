@@ -1,0 +1,106 @@
+"""`digestd subscribers ...`: every edit keeps subscribers.yaml's comments and order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digestd import subscriptions
+from digestd.cli.context import cli_context
+from digestd.config import load_config
+from digestd.models import Frequency
+
+
+KW = Annotated[
+    list[str] | None, typer.Option("--keyword", "-k", help="A configured keyword (repeatable); none means all.")
+]
+
+
+def _echo(lines: list[str]) -> None:
+    for line in lines or ["nothing changed"]:
+        typer.echo(line)
+
+
+def register(app: typer.Typer) -> None:
+    subs = typer.Typer(help="Manage who gets digests.", no_args_is_help=True)
+    app.add_typer(subs, name="subscribers")
+
+    @subs.command("add")
+    def add(
+        ctx: typer.Context,
+        email: str,
+        name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+        keyword: KW = None,
+        frequency: Annotated[Frequency, typer.Option(help="daily or weekly.")] = Frequency.DAILY,
+    ) -> None:
+        """Add a subscriber."""
+        _echo(subscriptions.add_subscriber(cli_context(ctx).home, email, name, keyword or [], frequency))
+
+    @subs.command("remove")
+    def remove(ctx: typer.Context, email: str) -> None:
+        """Remove a subscriber."""
+        _echo(subscriptions.remove_subscriber(cli_context(ctx).home, email))
+
+    @subs.command("pause")
+    def pause(ctx: typer.Context, email: str) -> None:
+        """Stop mailing a subscriber until `resume` (papers meanwhile are skipped)."""
+        _echo(subscriptions.set_status(cli_context(ctx).home, email, "paused"))
+
+    @subs.command("resume")
+    def resume(ctx: typer.Context, email: str) -> None:
+        """Mail a paused subscriber again, from the next run's new papers on."""
+        home = cli_context(ctx).home
+        lines = subscriptions.set_status(home, email, "active")
+        from digestd.cli.view_cmd import clear_bounce_pause
+
+        lines += clear_bounce_pause(home, email)
+        _echo(lines)
+
+    @subs.command("set")
+    def set_(
+        ctx: typer.Context,
+        email: str,
+        keyword: KW = None,
+        frequency: Annotated[Frequency | None, typer.Option(help="daily or weekly.")] = None,
+        name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    ) -> None:
+        """Change a subscriber's keywords, frequency or name."""
+        _echo(subscriptions.set_subscriber(cli_context(ctx).home, email, keyword, frequency, name))
+
+    @subs.command("import")
+    def import_(ctx: typer.Context, file: Path) -> None:
+        """Add subscribers from a CSV: email,name,keywords (;-separated),frequency."""
+        _echo(subscriptions.import_csv(cli_context(ctx).home, file))
+
+    @subs.command("export")
+    def export(
+        ctx: typer.Context, fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv"
+    ) -> None:
+        """Print every subscriber as CSV or JSON."""
+        if fmt not in ("csv", "json"):
+            raise typer.BadParameter("use csv or json", param_hint="--format")
+        typer.echo(subscriptions.export(load_config(cli_context(ctx).home), fmt), nl=False)
+
+    @subs.command("list")
+    def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """List subscribers."""
+        cfg = load_config(cli_context(ctx).home)
+        rows = [
+            {
+                "email": s.email,
+                "name": s.name,
+                "keywords": list(s.keywords) if s.keywords is not None else [k.name for k in cfg.keywords],
+                "status": s.status.value,
+                "frequency": s.frequency.value,
+            }
+            for s in cfg.subscribers
+        ]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+            return
+        for r in rows:
+            name = f" ({r['name']})" if r["name"] else ""
+            typer.echo(f"{r['email']}{name}  {r['status']}, {r['frequency']}: {', '.join(r['keywords'])}")  # type: ignore[arg-type]

@@ -1,0 +1,121 @@
+"""`digestd init`, `preview` and `status`: set up an instance and look at it."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import webbrowser
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from digestd import subscriptions
+from digestd.atomic import write_atomic
+from digestd.cli.context import cli_context
+from digestd.config import load_config
+from digestd.pipeline import run_date
+from digestd.preview import preview
+from digestd.state import Outbox
+from digestd.status import gather
+from digestd.systemd import next_timer_run
+
+
+def clear_bounce_pause(home: Path, email: str) -> list[str]:
+    """Lift a pause that repeated permanent failures set in the state."""
+    cfg = load_config(home)
+    outbox = Outbox(cfg.paths.outbox_db)
+    try:
+        cursors = outbox.load_cursors()
+        cur = cursors.get(email.lower())
+        if not cur or not cur.get("paused"):
+            return []
+        cur.pop("paused")
+        cur["fail_streak"] = 0
+        outbox.save_cursors(cursors)
+        outbox.flush()
+        return [f"{email}: cleared the pause set after repeated delivery failures"]
+    finally:
+        outbox.close()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("init")
+    def init(ctx: typer.Context, directory: Annotated[Path | None, typer.Argument(help="Default: the home.")] = None) -> None:
+        """Create an instance (subscribers.yaml, templates/, state/); never overwrites a file."""
+        home = (directory or cli_context(ctx).home).expanduser().resolve()
+        for line in subscriptions.init_instance(home):
+            typer.echo(line)
+        load_config(home)
+        typer.echo(f"next: edit {home / 'subscribers.yaml'}, then `digestd --home {home} run`")
+
+    @app.command("preview")
+    def preview_cmd(
+        ctx: typer.Context,
+        email: str,
+        fmt: Annotated[str, typer.Option("--format", help="html or text.")] = "html",
+        output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
+        open_: Annotated[bool, typer.Option("--open", help="Open the HTML in the default browser.")] = False,
+    ) -> None:
+        """Render a subscriber's digest without mailing anyone."""
+        if fmt not in ("html", "text"):
+            raise typer.BadParameter("use html or text", param_hint="--format")
+        cfg = load_config(cli_context(ctx).home)
+        text, html, source = preview(cfg, email, run_date(cfg, datetime.now(UTC)).isoformat())
+        body = html if (fmt == "html" or open_) else text
+        if open_ and output is None:
+            fd, name = tempfile.mkstemp(prefix="digestd-preview-", suffix=".html")
+            Path(name).write_text(html, encoding="utf-8")
+            output = Path(name)
+        if output is not None:
+            write_atomic(output, body)
+            typer.echo(f"wrote {output} ({source})", err=True)
+            if open_ and not webbrowser.open(output.resolve().as_uri()):
+                typer.echo(f"no browser found; open {output} yourself", err=True)
+            return
+        typer.echo(body, nl=False)
+
+    @app.command("status")
+    def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """Last run, next timer run, per-keyword counts, pending and failed deliveries, paused subscribers."""
+        cfg = load_config(cli_context(ctx).home)
+        info = gather(cfg, next_timer_run(user=_user_mode()))
+        if as_json:
+            typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
+            return
+        for line in render_status(info):
+            typer.echo(line)
+
+
+def _user_mode() -> bool:
+    import os
+
+    return os.geteuid() != 0
+
+
+def render_status(info: dict[str, Any]) -> list[str]:
+    run = info["last_run"]
+    lines = [f"instance: {info['home']}"]
+    if run:
+        lines.append(f"last run: {run['time']} ({run['date']}): {run['outcome']}, sent {run['sent']}, "
+                     f"pending {run['pending']}, failed {run['failed']}")
+        if run.get("fatal"):
+            lines.append(f"  stopped: {run['fatal']}")
+    else:
+        lines.append("last run: never")
+    lines.append(f"next run: {info['next_run'] or 'no digestd.timer installed (see `digestd systemd`)'}")
+    lines.append("keywords:")
+    for k in info["keywords"]:
+        state = "baseline pending" if k["baseline"] else f"{k['stored']} stored"
+        last = f"last fetch {k['last_success']}: {k['last_fetched']} fetched, {k['last_new']} new" if k["last_success"] else "never fetched"
+        err = f"; LAST ATTEMPT FAILED: {k['error']}" if k["error"] else ""
+        lines.append(f"  {k['name']}: {state}; {last}{err}")
+    d = info["deliveries"]
+    lines.append(f"subscribers: {info['subscribers']}; deliveries: {d['pending']} pending, {d['sent']} sent, {d['failed']} failed (last 14 days)")
+    for f in info["failed"]:
+        lines.append(f"  failed {f['date']} {f['email']}: {f['error']}")
+    if info["paused"]:
+        lines.append("paused subscribers:")
+        lines.extend(f"  {p['email']}: {p['reason']}" for p in info["paused"])
+    return lines

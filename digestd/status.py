@@ -1,0 +1,55 @@
+"""What `digestd status` shows an operator, gathered from the state without changing it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from digestd.config import Config
+from digestd.state import FAILED, PENDING, Outbox, PaperStore
+
+
+def gather(cfg: Config, next_timer: str | None) -> dict[str, Any]:
+    store = PaperStore(cfg.paths.papers_db)
+    outbox = Outbox(cfg.paths.outbox_db)
+    try:
+        held = store.by_keyword()
+        fetches = store.fetch_status()
+        counts: Counter[str] = Counter()
+        failed: list[dict[str, Any]] = []
+        for d in outbox.all_deliveries():
+            counts[d["status"]] += 1
+            if d["status"] == FAILED:
+                failed.append({"email": d["email"], "date": d["date"], "error": d.get("error")})
+        cursors = outbox.load_cursors()
+        paused = [
+            {"email": s.email, "reason": "paused in subscribers.yaml"}
+            for s in cfg.subscribers if s.status.value == "paused"
+        ] + [
+            {"email": email, "reason": cur["paused"]}
+            for email, cur in sorted(cursors.items()) if cur.get("paused")
+        ]
+        return {
+            "home": str(cfg.paths.home),
+            "last_run": store.last_run(),
+            "next_run": next_timer,
+            "keywords": [
+                {
+                    "name": k.name,
+                    "stored": len(held.get(k.name, [])),
+                    "last_success": fetches.get(k.name, {}).get("last_success"),
+                    "last_fetched": fetches.get(k.name, {}).get("fetched"),
+                    "last_new": fetches.get(k.name, {}).get("new"),
+                    "error": fetches.get(k.name, {}).get("error"),
+                    "baseline": not held.get(k.name),
+                }
+                for k in cfg.keywords
+            ],
+            "subscribers": len(cfg.subscribers),
+            "deliveries": {"pending": counts[PENDING], "sent": counts["sent"], "failed": counts[FAILED]},
+            "failed": failed[-20:],
+            "paused": paused,
+        }
+    finally:
+        outbox.close()
+        store.close()

@@ -1,0 +1,37 @@
+"""The README is byte for byte the "Daily Papers" format of two real snapshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import at, run_once, write_instance
+from fakearxiv import FakeArxiv
+from fixtures import SEEDS, parse_seed, seed_last_update
+
+
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+def test_readme_matches_seed_byte_for_byte(tmp_path: Path, seed: str) -> None:
+    path = SEEDS[seed]
+    feeds = parse_seed(path)
+    home = write_instance(tmp_path, list(feeds), [], readme_rows=20, max_results=100, timezone="UTC")
+    with FakeArxiv(feeds) as fake:
+        report = run_once(home, fake, now=at(seed_last_update(path)))
+    assert not any(k.error for k in report.keywords), report.keywords
+    assert all(k.baseline for k in report.keywords)
+    produced = (home / "README.md").read_bytes()
+    expected = path.read_bytes()
+    if produced != expected:  # show the first differing line, not two 130 kB blobs
+        for i, (a, b) in enumerate(zip(produced.splitlines(), expected.splitlines(), strict=False)):
+            assert a == b, f"line {i + 1} differs"
+    assert produced == expected
+
+
+def test_classic_format_is_collapsed_the_same_way(tmp_path: Path) -> None:
+    """The pre-2025 format hard-wraps titles and abstracts; the README must not show that."""
+    path = SEEDS["000"]
+    feeds = parse_seed(path)
+    home = write_instance(tmp_path, list(feeds), [], timezone="UTC")
+    with FakeArxiv(feeds, classic=True) as fake:
+        run_once(home, fake, now=at(seed_last_update(path)))
+    assert (home / "README.md").read_bytes() == path.read_bytes()
