@@ -71,10 +71,18 @@ class InboxHandler:
         return "250 Message accepted for delivery"
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture
 def smtp() -> Iterator[tuple[Controller, Inbox]]:
     inbox = Inbox()
-    controller = Controller(InboxHandler(inbox), hostname="127.0.0.1", port=0)
+    controller = Controller(InboxHandler(inbox), hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
         yield controller, inbox
