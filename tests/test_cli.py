@@ -1,0 +1,145 @@
+"""The CLI as a user meets it: real subprocesses, exit codes with meanings, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import cli, free_port, smtp_env, write_instance
+from fakearxiv import FakeArxiv
+from fixtures import make_paper, make_papers
+
+from digestd.cli.run_cmd import exit_code
+from digestd.errors import ExitCode
+from digestd.models import KeywordFetch, RunReport
+
+KW = "Video Anomaly Detection"
+
+
+def no_traceback(proc: object) -> None:
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout  # type: ignore[attr-defined]
+
+
+def test_exit_code_mapping() -> None:
+    ok = RunReport(date="2026-11-22", keywords=[KeywordFetch("a", fetched=3)])
+    assert exit_code(ok) == ExitCode.OK == 0
+    partial_kw = RunReport(date="2026-11-22", keywords=[KeywordFetch("a", error="HTTP 503")])
+    assert exit_code(partial_kw) == ExitCode.TEMPFAIL == 75
+    partial_mail = RunReport(date="2026-11-22", pending=2)
+    assert exit_code(partial_mail) == 75
+    fatal = RunReport(date="2026-11-22", pending=2, fatal="SMTP login refused")
+    assert exit_code(fatal) == ExitCode.ERROR == 1
+
+
+def test_init_creates_and_never_overwrites(tmp_path: Path) -> None:
+    home = tmp_path / "inst"
+    first = cli(home, "init")
+    assert first.returncode == 0, first.stderr
+    assert (home / "subscribers.yaml").exists() and (home / "templates" / "digest.html.j2").exists()
+    (home / "subscribers.yaml").write_text((home / "subscribers.yaml").read_text() + "# mine\n")
+    before = (home / "subscribers.yaml").read_bytes()
+    again = cli(home, "init")
+    assert again.returncode == 0 and "kept existing" in again.stdout
+    assert (home / "subscribers.yaml").read_bytes() == before
+
+
+def test_missing_instance_says_to_run_init(tmp_path: Path) -> None:
+    proc = cli(tmp_path / "nowhere", "run")
+    assert proc.returncode == 2
+    assert "digestd init" in proc.stderr
+    no_traceback(proc)
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "subscribers.yaml").write_text("keywords:\n  - A\nsubscribers:\n  - email: [oops\n")
+    proc = cli(tmp_path, "run")
+    assert proc.returncode == 2
+    assert "subscribers.yaml" in proc.stderr and "line" in proc.stderr
+    no_traceback(proc)
+
+
+def test_invalid_config_values_are_named(tmp_path: Path) -> None:
+    write_instance(tmp_path, [KW], [{"email": "bob@", "keywords": [KW]}])
+    proc = cli(tmp_path, "status")
+    assert proc.returncode == 2 and "'bob@' is not an e-mail address" in proc.stderr and "line 6" in proc.stderr
+    write_instance(tmp_path, [KW], [{"email": "bob@example.org", "keywords": ["Nope"]}])
+    proc = cli(tmp_path, "status")
+    assert proc.returncode == 2 and "'Nope', which is not a configured keyword" in proc.stderr
+    no_traceback(proc)
+
+
+def test_keywords_add_list_remove(tmp_path: Path) -> None:
+    cli(tmp_path, "init")
+    yaml_before = (tmp_path / "subscribers.yaml").read_bytes()
+    bad = cli(tmp_path, "keywords", "add", "two\nlines")
+    assert bad.returncode == 2 and "newline" in bad.stderr
+    assert (tmp_path / "subscribers.yaml").read_bytes() == yaml_before
+    dup = cli(tmp_path, "keywords", "add", KW)
+    assert dup.returncode == 2 and "already configured" in dup.stderr
+    assert cli(tmp_path, "keywords", "add", "Vision Language Model", "--category", "cs.CV",
+               "--query", 'ti:"vision language model" OR abs:"VLM"').returncode == 0
+    listed = json.loads(cli(tmp_path, "keywords", "list", "--json").stdout)
+    assert listed == [
+        {"name": KW},
+        {"name": "Vision Language Model", "query": 'ti:"vision language model" OR abs:"VLM"',
+         "categories": ["cs.CV"]},
+    ]
+    text = (tmp_path / "subscribers.yaml").read_text()
+    assert "# each is one arXiv search and one README section" in text  # comments survive
+    assert cli(tmp_path, "keywords", "remove", KW).returncode == 0
+    assert [k["name"] for k in json.loads(cli(tmp_path, "keywords", "list", "--json").stdout)] == ["Vision Language Model"]
+    gone = cli(tmp_path, "keywords", "remove", KW)
+    assert gone.returncode == 2 and "is not a configured keyword" in gone.stderr
+
+
+def test_run_logs_plain_lines_and_summary(tmp_path: Path, smtp: tuple[object, object]) -> None:
+    controller, inbox = smtp
+    write_instance(tmp_path, [KW, "Vision Language Model"], [{"email": "alice@example.org"}], timezone="UTC")
+    env = smtp_env(controller)
+    with FakeArxiv({KW: make_papers(KW, 5, date="2026-11-19"),
+                    "Vision Language Model": make_papers("Vision Language Model", 5, first=50, date="2026-11-19")}) as fake:
+        env["DIGESTD_ARXIV_API_URL"] = fake.url
+        first = cli(tmp_path, "run", env=env)
+        assert first.returncode == 0, first.stderr
+        assert f"{KW}: fetched 5, baseline stored" in first.stderr
+        fake.feeds[KW] = [make_paper(900, KW, "2026-11-20"), *fake.feeds[KW]]
+        second = cli(tmp_path, "run", env=env)
+        assert second.returncode == 0, second.stderr
+        lines = second.stderr.splitlines()
+        assert f"{KW}: fetched 6, 1 new" in lines
+        assert "Vision Language Model: fetched 5, 0 new" in lines
+        assert any(line.startswith("run ") and "sent 1 digest(s), 0 pending, 0 failed" in line for line in lines)
+        assert "\x1b[" not in second.stderr  # no colours when not on a terminal
+        status = json.loads(cli(tmp_path, "status", "--json", env=env).stdout)
+        assert status["last_run"]["outcome"] == "ok" and status["deliveries"]["sent"] == 1
+    assert len(inbox.messages) == 1  # type: ignore[attr-defined]
+
+
+def test_unreachable_arxiv_and_smtp_exit_75_and_keep_state(tmp_path: Path) -> None:
+    write_instance(tmp_path, [KW], [{"email": "alice@example.org"}], timezone="UTC")
+    dead = f"http://127.0.0.1:{free_port()}/api/query"
+    proc = cli(tmp_path, "run", env={"DIGESTD_ARXIV_API_URL": dead, "DIGESTD_ARXIV_TIMEOUT": "2"})
+    assert proc.returncode == 75
+    assert f"cannot reach arXiv at {dead}" in proc.stderr
+    no_traceback(proc)
+    with FakeArxiv({KW: make_papers(KW, 5, date="2026-11-19")}) as fake:
+        env = {"DIGESTD_ARXIV_API_URL": fake.url}
+        assert cli(tmp_path, "run", env=env).returncode == 0
+        readme = (tmp_path / "README.md").read_bytes()
+        fake.feeds[KW] = [make_paper(900, KW, "2026-11-20"), *fake.feeds[KW]]
+        port = free_port()
+        env.update({"DIGESTD_SMTP_HOST": "127.0.0.1", "DIGESTD_SMTP_PORT": str(port), "DIGESTD_SMTP_SECURITY": "none",
+                    "DIGESTD_SMTP_RETRIES": "1", "DIGESTD_SMTP_BACKOFF": "0.01"})
+        proc = cli(tmp_path, "run", env=env)
+    assert proc.returncode == 75, proc.stderr
+    assert f"cannot reach SMTP server 127.0.0.1:{port}" in proc.stderr
+    no_traceback(proc)
+    status = json.loads(cli(tmp_path, "status", "--json").stdout)
+    assert status["deliveries"]["pending"] == 1
+    assert (tmp_path / "README.md").read_bytes() != readme  # the new paper is published even so
+
+
+def test_help_and_bad_usage_exit_2(tmp_path: Path) -> None:
+    proc = cli(tmp_path, "run", "--no-such-flag")
+    assert proc.returncode == 2 and "No such option" in proc.stderr
+    no_traceback(proc)
