@@ -128,8 +128,7 @@ def read_yaml_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"{path} does not exist: run `digestd init` to create an instance there, "
-            "or pass --home DIR"
+            f"{path} does not exist: run `digestd init` to create an instance there, or pass --home DIR"
         ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read {path}: {err}") from None
@@ -177,10 +176,7 @@ def _line_of(path: Path, where: tuple[str | int, ...]) -> int | None:
     line: int | None = None
     for key in where:
         try:
-            if isinstance(key, int):
-                line = node.lc.item(key)[0] + 1
-            else:
-                line = node.lc.key(key)[0] + 1
+            line = (node.lc.item(key) if isinstance(key, int) else node.lc.key(key))[0] + 1
             node = node[key]
         except (AttributeError, KeyError, IndexError, TypeError):
             break
@@ -308,8 +304,13 @@ def _settings(raw: Any) -> Settings:
             raise _Invalid(("settings", key), f"unknown setting {key!r}")
         kwargs[known[key]] = value
     s = Settings(**kwargs)
-    ints = {"readme_rows": (1, 2000), "max_results": (1, 2000), "connections": (1, 64),
-            "pause_after_failures": (1, 1000), "stale_margin_days": (0, 3650)}
+    ints = {
+        "readme_rows": (1, 2000),
+        "max_results": (1, 2000),
+        "connections": (1, 64),
+        "pause_after_failures": (1, 1000),
+        "stale_margin_days": (0, 3650),
+    }
     for attr, (lo, hi) in ints.items():
         v = getattr(s, attr)
         if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
@@ -319,11 +320,17 @@ def _settings(raw: Any) -> Settings:
         try:
             ZoneInfo(str(s.timezone))
         except (ZoneInfoNotFoundError, ValueError):
-            raise _Invalid(("settings", "timezone"), f"unknown timezone {s.timezone!r} (e.g. Europe/Berlin)") from None
+            raise _Invalid(
+                ("settings", "timezone"), f"unknown timezone {s.timezone!r} (e.g. Europe/Berlin)"
+            ) from None
     if s.weekly_day not in WEEKDAYS:
-        raise _Invalid(("settings", "weekly_day"), f"settings.weekly_day must be one of {', '.join(WEEKDAYS)}")
+        raise _Invalid(
+            ("settings", "weekly_day"), f"settings.weekly_day must be one of {', '.join(WEEKDAYS)}"
+        )
     if s.max_rate is not None and (not isinstance(s.max_rate, int | float) or s.max_rate <= 0):
-        raise _Invalid(("settings", "max_rate"), "settings.max_rate must be a positive number of messages per second")
+        raise _Invalid(
+            ("settings", "max_rate"), "settings.max_rate must be a positive number of messages per second"
+        )
     if s.public_url is not None and not re.match(r"^https?://[^\s]+$", str(s.public_url)):
         raise _Invalid(("settings", "public_url"), "settings.public_url must be an http(s) URL")
     if s.sender is not None and not looks_like_email(parseaddr(str(s.sender))[1]):

@@ -70,8 +70,10 @@ def plan(
         kw: sorted(((s, p.id) for s, p in items if s > 0), key=lambda t: -t[0])
         for kw, items in papers.items()
     }
-    order = {kw: [p.id for _, p in sorted(items, key=lambda sp: sp[1].updated, reverse=True)]
-             for kw, items in papers.items()}
+    order = {
+        kw: [p.id for _, p in sorted(items, key=lambda sp: sp[1].updated, reverse=True)]
+        for kw, items in papers.items()
+    }
     cache: dict[tuple[tuple[str, ...], int], dict[str, list[str]]] = {}
     for sub in subscribers:
         key = sub.email.lower()

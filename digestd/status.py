@@ -24,10 +24,12 @@ def gather(cfg: Config, next_timer: str | None) -> dict[str, Any]:
         cursors = outbox.load_cursors()
         paused = [
             {"email": s.email, "reason": "paused in subscribers.yaml"}
-            for s in cfg.subscribers if s.status.value == "paused"
+            for s in cfg.subscribers
+            if s.status.value == "paused"
         ] + [
             {"email": email, "reason": cur["paused"]}
-            for email, cur in sorted(cursors.items()) if cur.get("paused")
+            for email, cur in sorted(cursors.items())
+            if cur.get("paused")
         ]
         return {
             "home": str(cfg.paths.home),

@@ -51,7 +51,9 @@ class InboxHandler:
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
 
-    async def handle_RCPT(self, server: Any, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         reply = self.inbox.refuse_rcpt.get(address.lower())
         if reply:
             return reply
@@ -96,7 +98,9 @@ def arxiv() -> Iterator[FakeArxiv]:
         yield fake
 
 
-def write_instance(home: Path, keywords: list[Any], subscribers: list[dict[str, Any]], **settings: Any) -> Path:
+def write_instance(
+    home: Path, keywords: list[Any], subscribers: list[dict[str, Any]], **settings: Any
+) -> Path:
     """A minimal instance: subscribers.yaml only; templates fall back to the packaged defaults."""
     import json
 
@@ -125,27 +129,38 @@ def run_once(
     *,
     env: dict[str, str] | None = None,
     now: datetime | None = None,
-    options: RunOptions = RunOptions(),
+    options: RunOptions | None = None,
     timeout: float = 5.0,
 ) -> RunReport:
     """One in-process `digestd run` against the fake arXiv and, with `env`, a real SMTP server."""
     env = {"DIGESTD_ARXIV_DELAY": "0", **(env or {})}
     cfg = load_config(home, env)
     source = ArxivSource(fake.url, delay=0.0, timeout=timeout, retries=1)
-    transport = make_transport(cfg.smtp, cfg.paths.maildir, connections=cfg.settings.connections,
-                               max_rate=cfg.settings.max_rate, env=env)
+    transport = make_transport(
+        cfg.smtp,
+        cfg.paths.maildir,
+        connections=cfg.settings.connections,
+        max_rate=cfg.settings.max_rate,
+        env=env,
+    )
     if cfg.smtp is None:
         assert isinstance(transport, MaildirTransport)
-    return run(cfg, source=source, transport=transport, options=options, now=now or datetime.now(UTC))
+    return run(cfg, source=source, transport=transport, options=options or RunOptions(), now=now or datetime.now(UTC))
 
 
-def cli(home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """The real `digestd` command in a subprocess (exit codes and stderr as a user sees them)."""
     full_env = {**os.environ, "DIGESTD_ARXIV_DELAY": "0", **(env or {})}
     full_env.pop("DIGESTD_HOME", None)
     return subprocess.run(
         [sys.executable, "-m", "digestd", "--home", str(home), *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -61,7 +61,9 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
 def test_invalid_config_values_are_named(tmp_path: Path) -> None:
     write_instance(tmp_path, [KW], [{"email": "bob@", "keywords": [KW]}])
     proc = cli(tmp_path, "status")
-    assert proc.returncode == 2 and "'bob@' is not an e-mail address" in proc.stderr and "line 6" in proc.stderr
+    assert (
+        proc.returncode == 2 and "'bob@' is not an e-mail address" in proc.stderr and "line 6" in proc.stderr
+    )
     write_instance(tmp_path, [KW], [{"email": "bob@example.org", "keywords": ["Nope"]}])
     proc = cli(tmp_path, "status")
     assert proc.returncode == 2 and "'Nope', which is not a configured keyword" in proc.stderr
@@ -76,18 +78,34 @@ def test_keywords_add_list_remove(tmp_path: Path) -> None:
     assert (tmp_path / "subscribers.yaml").read_bytes() == yaml_before
     dup = cli(tmp_path, "keywords", "add", KW)
     assert dup.returncode == 2 and "already configured" in dup.stderr
-    assert cli(tmp_path, "keywords", "add", "Vision Language Model", "--category", "cs.CV",
-               "--query", 'ti:"vision language model" OR abs:"VLM"').returncode == 0
+    assert (
+        cli(
+            tmp_path,
+            "keywords",
+            "add",
+            "Vision Language Model",
+            "--category",
+            "cs.CV",
+            "--query",
+            'ti:"vision language model" OR abs:"VLM"',
+        ).returncode
+        == 0
+    )
     listed = json.loads(cli(tmp_path, "keywords", "list", "--json").stdout)
     assert listed == [
         {"name": KW},
-        {"name": "Vision Language Model", "query": 'ti:"vision language model" OR abs:"VLM"',
-         "categories": ["cs.CV"]},
+        {
+            "name": "Vision Language Model",
+            "query": 'ti:"vision language model" OR abs:"VLM"',
+            "categories": ["cs.CV"],
+        },
     ]
     text = (tmp_path / "subscribers.yaml").read_text()
     assert "# each is one arXiv search and one README section" in text  # comments survive
     assert cli(tmp_path, "keywords", "remove", KW).returncode == 0
-    assert [k["name"] for k in json.loads(cli(tmp_path, "keywords", "list", "--json").stdout)] == ["Vision Language Model"]
+    assert [k["name"] for k in json.loads(cli(tmp_path, "keywords", "list", "--json").stdout)] == [
+        "Vision Language Model"
+    ]
     gone = cli(tmp_path, "keywords", "remove", KW)
     assert gone.returncode == 2 and "is not a configured keyword" in gone.stderr
 
@@ -96,8 +114,12 @@ def test_run_logs_plain_lines_and_summary(tmp_path: Path, smtp: tuple[object, ob
     controller, inbox = smtp
     write_instance(tmp_path, [KW, "Vision Language Model"], [{"email": "alice@example.org"}], timezone="UTC")
     env = smtp_env(controller)
-    with FakeArxiv({KW: make_papers(KW, 5, date="2026-11-19"),
-                    "Vision Language Model": make_papers("Vision Language Model", 5, first=50, date="2026-11-19")}) as fake:
+    with FakeArxiv(
+        {
+            KW: make_papers(KW, 5, date="2026-11-19"),
+            "Vision Language Model": make_papers("Vision Language Model", 5, first=50, date="2026-11-19"),
+        }
+    ) as fake:
         env["DIGESTD_ARXIV_API_URL"] = fake.url
         first = cli(tmp_path, "run", env=env)
         assert first.returncode == 0, first.stderr
@@ -108,7 +130,9 @@ def test_run_logs_plain_lines_and_summary(tmp_path: Path, smtp: tuple[object, ob
         lines = second.stderr.splitlines()
         assert f"{KW}: fetched 6, 1 new" in lines
         assert "Vision Language Model: fetched 5, 0 new" in lines
-        assert any(line.startswith("run ") and "sent 1 digest(s), 0 pending, 0 failed" in line for line in lines)
+        assert any(
+            line.startswith("run ") and "sent 1 digest(s), 0 pending, 0 failed" in line for line in lines
+        )
         assert "\x1b[" not in second.stderr  # no colours when not on a terminal
         status = json.loads(cli(tmp_path, "status", "--json", env=env).stdout)
         assert status["last_run"]["outcome"] == "ok" and status["deliveries"]["sent"] == 1
@@ -128,8 +152,15 @@ def test_unreachable_arxiv_and_smtp_exit_75_and_keep_state(tmp_path: Path) -> No
         readme = (tmp_path / "README.md").read_bytes()
         fake.feeds[KW] = [make_paper(900, KW, "2026-11-20"), *fake.feeds[KW]]
         port = free_port()
-        env.update({"DIGESTD_SMTP_HOST": "127.0.0.1", "DIGESTD_SMTP_PORT": str(port), "DIGESTD_SMTP_SECURITY": "none",
-                    "DIGESTD_SMTP_RETRIES": "1", "DIGESTD_SMTP_BACKOFF": "0.01"})
+        env.update(
+            {
+                "DIGESTD_SMTP_HOST": "127.0.0.1",
+                "DIGESTD_SMTP_PORT": str(port),
+                "DIGESTD_SMTP_SECURITY": "none",
+                "DIGESTD_SMTP_RETRIES": "1",
+                "DIGESTD_SMTP_BACKOFF": "0.01",
+            }
+        )
         proc = cli(tmp_path, "run", env=env)
     assert proc.returncode == 75, proc.stderr
     assert f"cannot reach SMTP server 127.0.0.1:{port}" in proc.stderr

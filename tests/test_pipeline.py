@@ -21,14 +21,16 @@ def _ids(msg: object) -> set[str]:
 def test_two_days_then_same_day_again(tmp_path: Path, smtp: tuple[object, Inbox]) -> None:
     controller, inbox = smtp
     home = write_instance(
-        tmp_path, [KW_A, KW_B],
-        [{"email": "alice@example.org", "name": "Alice", "keywords": [KW_A]},
-         {"email": "bob@example.org"}],
+        tmp_path,
+        [KW_A, KW_B],
+        [{"email": "alice@example.org", "name": "Alice", "keywords": [KW_A]}, {"email": "bob@example.org"}],
         timezone="UTC",
     )
     env = smtp_env(controller)
-    day1 = {KW_A: make_papers(KW_A, 10, first=0, date="2026-11-19"),
-            KW_B: make_papers(KW_B, 10, first=100, date="2026-11-19")}
+    day1 = {
+        KW_A: make_papers(KW_A, 10, first=0, date="2026-11-19"),
+        KW_B: make_papers(KW_B, 10, first=100, date="2026-11-19"),
+    }
     with FakeArxiv(day1) as fake:
         r1 = run_once(home, fake, env=env, now=at("2026-11-19"))
         assert all(k.baseline for k in r1.keywords)
@@ -56,7 +58,9 @@ def test_message_headers_and_parts(tmp_path: Path, smtp: tuple[object, Inbox]) -
     home = write_instance(tmp_path, [KW_A], [{"email": "alice@example.org", "name": "Ålice"}], timezone="UTC")
     with FakeArxiv({KW_A: make_papers(KW_A, 3, date="2026-11-19")}) as fake:
         run_once(home, fake, env=smtp_env(controller), now=at("2026-11-19"))
-        evil = make_paper(900, KW_A, "2026-11-20", title="Video <script>alert(1)</script> Anomaly | Detection")
+        evil = make_paper(
+            900, KW_A, "2026-11-20", title="Video <script>alert(1)</script> Anomaly | Detection"
+        )
         fake.feeds[KW_A] = [evil, *fake.feeds[KW_A]]
         run_once(home, fake, env=smtp_env(controller), now=at("2026-11-20"))
     (msg,) = inbox.messages
@@ -86,7 +90,9 @@ def test_maildir_default_and_dry_run(tmp_path: Path) -> None:
         from digestd.pipeline import RunOptions
 
         dry = run_once(home, fake, now=at("2026-11-20"), options=RunOptions(dry_run=True))
-        assert dry.pending == 1 and any("would mail alice@example.org: 1 new paper" in m for m in dry.messages)
+        assert dry.pending == 1 and any(
+            "would mail alice@example.org: 1 new paper" in m for m in dry.messages
+        )
         assert {p.name: p.read_bytes() for p in (home / "state").glob("*.json")} == before
         assert (home / "README.md").read_bytes() == readme
         real = run_once(home, fake, now=at("2026-11-20"))

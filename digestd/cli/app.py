@@ -56,7 +56,9 @@ def root(
 def setup_logging(level: int) -> None:
     """Plain lines for the journal (it adds time and unit); no colours when not on a terminal."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s" if level > logging.DEBUG else "%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(message)s" if level > logging.DEBUG else "%(levelname)s %(name)s: %(message)s")
+    )
     root_logger = logging.getLogger()
     root_logger.handlers[:] = [handler]
     root_logger.setLevel(logging.WARNING)
@@ -87,7 +89,7 @@ def main() -> None:
         if os.environ.get("DIGESTD_DEBUG") or logging.getLogger("digestd").isEnabledFor(logging.DEBUG):
             raise
         typer.echo(
-            f"digestd: internal error: {type(err).__name__}: {err} (rerun with --log-level debug for details)",
+            f"digestd: internal error: {type(err).__name__}: {err} (rerun with --log-level debug)",
             err=True,
         )
         sys.exit(int(ExitCode.ERROR))

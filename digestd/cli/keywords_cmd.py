@@ -13,15 +13,22 @@ from digestd.config import load_config
 
 
 def register(app: typer.Typer) -> None:
-    kw = typer.Typer(help="Manage the keywords (one arXiv search and one README section each).", no_args_is_help=True)
+    kw = typer.Typer(
+        help="Manage the keywords (one arXiv search and one README section each).", no_args_is_help=True
+    )
     app.add_typer(kw, name="keywords")
 
     @kw.command("add")
     def add(
         ctx: typer.Context,
         name: str,
-        query: Annotated[str | None, typer.Option(help='Raw arXiv query instead of ti:"KW" OR abs:"KW".')] = None,
-        category: Annotated[list[str] | None, typer.Option("--category", help="Keep only papers in this category (repeatable).")] = None,
+        query: Annotated[
+            str | None, typer.Option(help='Raw arXiv query instead of ti:"KW" OR abs:"KW".')
+        ] = None,
+        category: Annotated[
+            list[str] | None,
+            typer.Option("--category", help="Keep only papers in this category (repeatable)."),
+        ] = None,
     ) -> None:
         """Add a keyword; its first run stores papers without mailing them."""
         for line in subscriptions.add_keyword(cli_context(ctx).home, name, query, category or None):

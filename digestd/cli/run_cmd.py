@@ -51,8 +51,15 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_command(
         ctx: typer.Context,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; print what would be mailed.")] = False,
-        no_mail: Annotated[bool, typer.Option("--no-mail", help="Store papers and write the README; mail nothing (it goes out next run).")] = False,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Write nothing; print what would be mailed.")
+        ] = False,
+        no_mail: Annotated[
+            bool,
+            typer.Option(
+                "--no-mail", help="Store papers and write the README; mail nothing (it goes out next run)."
+            ),
+        ] = False,
         no_readme: Annotated[bool, typer.Option("--no-readme", help="Do not rewrite README.md.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
@@ -62,11 +69,16 @@ def register(app: typer.Typer) -> None:
         env = dict(os.environ)
         source = ArxivSource(cfg.arxiv_url, delay=cfg.arxiv_delay, timeout=cfg.arxiv_timeout)
         transport = make_transport(
-            cfg.smtp, cfg.paths.maildir, connections=cfg.settings.connections,
-            max_rate=cfg.settings.max_rate, env=env,
+            cfg.smtp,
+            cfg.paths.maildir,
+            connections=cfg.settings.connections,
+            max_rate=cfg.settings.max_rate,
+            env=env,
         )
         if not cfg.keywords:
-            log.warning("no keywords configured in %s: add one with `digestd keywords add`", cfg.paths.subscribers)
+            log.warning(
+                "no keywords configured in %s: add one with `digestd keywords add`", cfg.paths.subscribers
+            )
         on_tty = sys.stderr.isatty() and not as_json
         progress = _Progress(len(cfg.keywords)) if on_tty else None
 
@@ -76,9 +88,13 @@ def register(app: typer.Typer) -> None:
             else:
                 (log.warning if k.error else log.info)(keyword_line(k))
 
-        report = run(cfg, source=source, transport=transport,
-                     options=RunOptions(dry_run=dry_run, no_mail=no_mail, no_readme=no_readme),
-                     on_keyword=on_keyword)
+        report = run(
+            cfg,
+            source=source,
+            transport=transport,
+            options=RunOptions(dry_run=dry_run, no_mail=no_mail, no_readme=no_readme),
+            on_keyword=on_keyword,
+        )
         if progress:
             progress.done()
         if as_json:
@@ -107,7 +123,9 @@ class _Progress:
         self.n += 1
         width = 24
         filled = width * self.n // max(self.total, 1)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.n}/{self.total} {k.keyword[:40]:<40}")
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.n}/{self.total} {k.keyword[:40]:<40}"
+        )
         sys.stderr.flush()
         if k.error:
             sys.stderr.write("\n" + keyword_line(k) + "\n")
@@ -122,7 +140,13 @@ def _as_dict(report: RunReport) -> dict[str, object]:
         "date": report.date,
         "dry_run": report.dry_run,
         "keywords": [
-            {"keyword": k.keyword, "fetched": k.fetched, "new": list(k.new), "baseline": k.baseline, "error": k.error}
+            {
+                "keyword": k.keyword,
+                "fetched": k.fetched,
+                "new": list(k.new),
+                "baseline": k.baseline,
+                "error": k.error,
+            }
             for k in report.keywords
         ],
         "sent": report.sent,
