@@ -1,0 +1,49 @@
+"""Fetching over real HTTP from the local arXiv stand-in: the request, the pace, the parse."""
+
+from __future__ import annotations
+
+from fakearxiv import FakeArxiv
+from fixtures import REAL_AFFILIATIONS, SEED_000, make_papers, parse_seed
+
+from digestd.fetch import ArxivSource, parse_feed
+from digestd.models import Keyword
+
+
+def test_one_request_per_keyword_sorted_and_paced() -> None:
+    kws = ["Video Anomaly Detection", "Vision Language Model", "VLM"]
+    feeds = {k: make_papers(k, 30, first=100 * i) for i, k in enumerate(kws)}
+    with FakeArxiv(feeds) as fake:
+        src = ArxivSource(fake.url, delay=0.3, timeout=5)
+        got = [src.fetch(Keyword(k), 25) for k in kws]
+        reqs = list(fake.requests)
+    assert [len(g) for g in got] == [25, 25, 25]
+    assert len(reqs) == 3  # one request per keyword
+    for r, k in zip(reqs, kws, strict=True):
+        assert r.params["sortBy"] == "lastUpdatedDate" and r.params["sortOrder"] == "descending"
+        assert r.params["max_results"] == "25" and r.params["start"] == "0"
+        joiner = "AND" if k == "VLM" else "OR"
+        assert r.params["search_query"] == f'ti:"{k}" {joiner} abs:"{k}"'
+    gaps = [b.at - a.at for a, b in zip(reqs, reqs[1:], strict=False)]
+    assert all(g >= 0.29 for g in gaps), gaps
+
+
+def test_category_filter_and_fields() -> None:
+    feeds = parse_seed(SEED_000)
+    kw = next(iter(feeds))
+    feeds[kw][0].categories = ["cs.CL"]
+    feeds[kw][0].primary_category = "cs.CL"
+    with FakeArxiv(feeds) as fake:
+        src = ArxivSource(fake.url, delay=0, timeout=5)
+        all_papers = src.fetch(Keyword(kw), 100)
+        only_cl = src.fetch(Keyword(kw, categories=("cs.CL",)), 100)
+    assert len(all_papers) == 20 and [p.id for p in only_cl] == [all_papers[0].id]
+    first = all_papers[0]
+    assert (
+        first.link == "http://arxiv.org/abs/2506.05175v1" and first.version == 1 and first.id == "2506.05175"
+    )
+
+
+def test_real_response_with_old_style_id_and_leading_spaces() -> None:
+    (p,) = parse_feed(REAL_AFFILIATIONS.read_bytes())
+    assert p.id == "astro-ph/0601001" and p.link.startswith("https://arxiv.org/abs/astro-ph/0601001v")
+    assert not p.summary.startswith(" ") and "  " not in p.summary
