@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from fakearxiv import FakeArxiv
 from fixtures import REAL_AFFILIATIONS, SEED_000, make_papers, parse_seed
 
@@ -23,7 +25,7 @@ def test_one_request_per_keyword_sorted_and_paced() -> None:
         assert r.params["max_results"] == "25" and r.params["start"] == "0"
         joiner = "AND" if k == "VLM" else "OR"
         assert r.params["search_query"] == f'ti:"{k}" {joiner} abs:"{k}"'
-    gaps = [b.at - a.at for a, b in zip(reqs, reqs[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(reqs)]
     assert all(g >= 0.29 for g in gaps), gaps
 
 
