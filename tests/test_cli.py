@@ -174,3 +174,24 @@ def test_help_and_bad_usage_exit_2(tmp_path: Path) -> None:
     proc = cli(tmp_path, "run", "--no-such-flag")
     assert proc.returncode == 2 and "No such option" in proc.stderr
     no_traceback(proc)
+
+
+def test_secrets_never_printed_even_at_debug(tmp_path: Path, smtp: tuple[object, object]) -> None:
+    controller, inbox = smtp
+    write_instance(tmp_path, [KW], [{"email": "alice@example.org"}], timezone="UTC")
+    secret = "hunter2-very-secret"
+    with FakeArxiv({KW: make_papers(KW, 5, date="2026-11-19")}) as fake:
+        env = {"DIGESTD_ARXIV_API_URL": fake.url}
+        assert cli(tmp_path, "run", env=env).returncode == 0
+        fake.feeds[KW] = [make_paper(900, KW, "2026-11-20"), *fake.feeds[KW]]
+        env.update({"DIGESTD_SMTP_HOST": "127.0.0.1", "DIGESTD_SMTP_PORT": str(controller.port),  # type: ignore[attr-defined]
+                    "DIGESTD_SMTP_SECURITY": "starttls", "DIGESTD_SMTP_USERNAME": "alice",
+                    "DIGESTD_SMTP_PASSWORD": secret, "DIGESTD_SECRET": "hmac-" + secret})
+        proc = cli(tmp_path, "--log-level", "debug", "run", env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "127.0.0.1" in proc.stderr and "STARTTLS" in proc.stderr  # names host and cause
+    assert secret not in proc.stderr and secret not in proc.stdout
+    assert inbox.messages == []  # type: ignore[attr-defined]  # nothing sent in clear
+    status = json.loads(cli(tmp_path, "status", "--json").stdout)
+    assert status["deliveries"]["pending"] == 1
+    assert secret not in json.dumps(status)
