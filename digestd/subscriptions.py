@@ -4,9 +4,14 @@ write atomically: a failed edit leaves the file byte-identical."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
-from collections.abc import Callable, Iterable
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +21,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from digestd.atomic import write_atomic
 from digestd.config import Config, check_keyword_name, load_config, parse_yaml, read_yaml_text
-from digestd.errors import UsageError
+from digestd.errors import ConfigError, UsageError
 from digestd.models import Frequency
 
 INIT_YAML = """\
@@ -44,41 +49,185 @@ def normalize_email(addr: str) -> str:
         raise UsageError(f"{addr!r} is not a valid e-mail address: {err}") from None
 
 
-def _yaml() -> YAML:
+_SEQ_ITEM = re.compile(r"^( *)- ")
+_MAP_KEY = re.compile(r"^( +)[^\s#-][^:]*:(\s|$)")
+_BLOCK_PARENT = re.compile(r"^\S[^#]*:\s*(#.*)?$")
+
+
+def guess_indent(text: str) -> tuple[int, int, int]:
+    """(mapping, sequence, offset) indentation as the file already uses it, so a dump changes
+    only what an edit changed (ruamel re-indents a whole file to its configured style).
+    Defaults: the style of `digestd init` (2, 4, 2)."""
+    mapping = offset = None
+    prev = ""
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if _BLOCK_PARENT.match(prev):
+            if offset is None and (m := _SEQ_ITEM.match(line)):
+                offset = len(m.group(1))
+            elif mapping is None and (m := _MAP_KEY.match(line)):
+                mapping = len(m.group(1))
+        prev = line
+    offset = 2 if offset is None else offset
+    return (mapping or 2), offset + 2, offset
+
+
+def _yaml(text: str = "") -> YAML:
     y = YAML(typ="rt")
     y.preserve_quotes = True
-    y.indent(mapping=2, sequence=4, offset=2)
+    mapping, sequence, offset = guess_indent(text)
+    y.indent(mapping=mapping, sequence=sequence, offset=offset)
     y.width = 4096
     return y
+
+
+def _dump(data: Any, text: str) -> str:
+    buf = io.StringIO()
+    _yaml(text).dump(data, buf)
+    return buf.getvalue()
+
+
+@contextmanager
+def _edit_lock(home: Path) -> Iterator[None]:
+    """One edit at a time per instance (CLI, `digestd serve` threads and processes alike):
+    an flock on the instance folder itself, so no lock file is left behind."""
+    try:
+        fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # a missing folder: reading subscribers.yaml will say so
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def edit(home: Path, change: Callable[[CommentedMap], list[str]]) -> list[str]:
     """Load subscribers.yaml round-trip, apply `change`, validate the result, write atomically.
 
-    `change` returns the sentences that say what changed; an empty list writes nothing.
+    `change` returns the sentences that say what it did (or why nothing changed). The file is
+    written only when the document changed, and only if the result is a valid instance; a
+    refused edit raises UsageError and leaves the file byte-identical.
     """
     path = home / "subscribers.yaml"
-    text = read_yaml_text(path)
-    data = parse_yaml(text, path, round_trip=True)
-    if data is None:
-        data = CommentedMap()
-    if not isinstance(data, CommentedMap):
-        raise UsageError(f"{path}: the file must be a mapping with `keywords:` and `subscribers:`")
-    said = change(data)
-    if not said:
-        return said
-    buf = io.StringIO()
-    _yaml().dump(data, buf)
-    new_text = buf.getvalue()
-    tmp_check = parse_yaml(new_text, path)
-    from digestd.config import Paths, _build, _Invalid  # validation shared with the run path
+    with _edit_lock(home):
+        text = read_yaml_text(path)
+        data = parse_yaml(text, path, round_trip=True)
+        if data is None:
+            data = CommentedMap()
+        if not isinstance(data, CommentedMap):
+            raise UsageError(f"{path}: the file must be a mapping with `keywords:` and `subscribers:`")
+        before = _dump(data, text)
+        deletions: list[tuple[int, int]] = []
+        tokens = _DELETIONS.set(deletions), _LINES.set(text.splitlines(keepends=True))
+        try:
+            said = change(data)
+        finally:
+            _DELETIONS.reset(tokens[0])
+            _LINES.reset(tokens[1])
+        new_text = _dump(data, text)
+        if new_text == before:
+            return said
+        if deletions:
+            # Deleting only: cut the very lines from the file, if that provably gives the same data
+            # (ruamel would drop a comment trailing the deleted node, or mangle an emptied list).
+            cut = _cut(text, deletions)
+            try:
+                if _norm(parse_yaml(cut, path)) == _norm(data):
+                    new_text = cut
+            except ConfigError:
+                pass
+        try:
+            check = parse_yaml(new_text, path)
+        except ConfigError:
+            raise UsageError(
+                f"{path}: this edit cannot be written without breaking the file's layout; "
+                "nothing was changed (make it by hand)"
+            ) from None
+        from digestd.config import Paths, _build, _Invalid  # validation shared with the run path
 
-    try:
-        _build(Paths(home), tmp_check, {})
-    except _Invalid as err:
-        raise UsageError(f"{path}: {err.message}; nothing was changed") from None
-    write_atomic(path, new_text)
-    return said
+        try:
+            _build(Paths(home), check, {})
+        except _Invalid as err:
+            raise UsageError(f"{path}: {err.message}; nothing was changed") from None
+        write_atomic(path, new_text)
+        return said
+
+
+# While edit() runs a change: the file's lines, and the line spans of the nodes it deletes.
+_LINES: ContextVar[list[str] | None] = ContextVar("digestd_yaml_lines", default=None)
+_DELETIONS: ContextVar[list[tuple[int, int]] | None] = ContextVar("digestd_yaml_deletions", default=None)
+
+
+def _span(lines: list[str], start: int, col: int, bound: int) -> tuple[int, int] | None:
+    """Lines [start, end) of a node whose first line is `start` and which is indented past
+    `col`: continuation lines and comments deeper than `col`; not trailing blank lines or
+    comments at `col` or less (those belong to what follows)."""
+    if start >= len(lines):
+        return None
+    end = start + 1
+    for j in range(start + 1, min(bound, len(lines))):
+        stripped = lines[j].strip()
+        if not stripped:
+            continue
+        if len(lines[j]) - len(lines[j].lstrip(" ")) <= col:
+            break
+        end = j + 1
+    return start, end
+
+
+def _delete_item(seq: CommentedSeq, index: int) -> None:
+    """`del seq[index]`, and note the item's lines so edit() can cut exactly those from the file
+    (ruamel drops a comment that trails a deleted node)."""
+    deletions = _DELETIONS.get()
+    lines = _LINES.get()
+    if deletions is not None and lines is not None and not seq.fa.flow_style():
+        line, _col = seq.lc.item(index)
+        dash = lines[line].find("-") if line < len(lines) else -1
+        if dash >= 0 and not lines[line][:dash].strip():
+            bound = seq.lc.item(index + 1)[0] if index + 1 < len(seq) else len(lines)
+            span = _span(lines, line, dash, bound)
+            if span:
+                deletions.append(span)
+    del seq[index]
+
+
+def _delete_key(mapping: CommentedMap, key: str) -> None:
+    """`del mapping[key]`, noting the key's lines like _delete_item."""
+    deletions = _DELETIONS.get()
+    lines = _LINES.get()
+    if deletions is not None and lines is not None and not mapping.fa.flow_style():
+        line, col = mapping.lc.key(key)
+        if line < len(lines) and not lines[line][:col].strip():
+            span = _span(lines, line, col, len(lines))
+            if span:
+                deletions.append(span)
+    del mapping[key]
+
+
+def _norm(value: Any) -> Any:
+    """Plain data for comparing documents; an empty list or mapping counts as nothing."""
+    if isinstance(value, dict):
+        out = {str(k): _norm(v) for k, v in value.items()}
+        return out or None
+    if isinstance(value, list):
+        return [_norm(v) for v in value] or None
+    return value
+
+
+def _cut(text: str, deletions: list[tuple[int, int]]) -> str:
+    lines = text.splitlines(keepends=True)
+    drop = {i for start, end in deletions for i in range(start, end)}
+    return "".join(line for i, line in enumerate(lines) if i not in drop)
+
+
+def _flow(items: Iterable[str]) -> CommentedSeq:
+    """A list written the way the documentation shows it: `[a, b]`."""
+    seq = CommentedSeq(items)
+    seq.fa.set_flow_style()
+    return seq
 
 
 def _seq(data: CommentedMap, key: str) -> CommentedSeq:
@@ -90,12 +239,23 @@ def _seq(data: CommentedMap, key: str) -> CommentedSeq:
     return value
 
 
-def _find(subs: CommentedSeq, email: str) -> Any:
-    low = email.lower()
+def _lookup(subs: CommentedSeq, email: str) -> Any:
+    low = email.strip().lower()
     for item in subs:
         if isinstance(item, dict) and str(item.get("email", "")).lower() == low:
             return item
-    raise UsageError(f"{email} is not a subscriber (see `digestd subscribers list`)")
+    return None
+
+
+def _index(seq: CommentedSeq, item: Any) -> int:
+    return next(i for i, x in enumerate(seq) if x is item)
+
+
+def _find(subs: CommentedSeq, email: str) -> Any:
+    item = _lookup(subs, email)
+    if item is None:
+        raise UsageError(f"{email} is not a subscriber (see `digestd subscribers list`); nothing was changed")
+    return item
 
 
 def keyword_names(data: CommentedMap) -> list[str]:
@@ -105,14 +265,16 @@ def keyword_names(data: CommentedMap) -> list[str]:
 def _check_keywords(data: CommentedMap, wanted: Iterable[str]) -> list[str]:
     names = keyword_names(data)
     out = []
-    for kw in wanted:
+    for kw in dict.fromkeys(wanted):
         if kw not in names:
             raise UsageError(f"{kw!r} is not a configured keyword (configured: {', '.join(names) or 'none'})")
         out.append(kw)
     return out
 
 
-def add_keyword(home: Path, name: str, query: str | None = None, categories: list[str] | None = None) -> list[str]:
+def add_keyword(
+    home: Path, name: str, query: str | None = None, categories: list[str] | None = None
+) -> list[str]:
     try:
         check_keyword_name(name)
     except ValueError as err:
@@ -125,7 +287,7 @@ def add_keyword(home: Path, name: str, query: str | None = None, categories: lis
         if query or categories:
             item = CommentedMap(name=name)
             if categories:
-                item["categories"] = categories
+                item["categories"] = _flow(categories)
             if query:
                 item["query"] = query
         _seq(data, "keywords").append(item)
@@ -140,7 +302,7 @@ def remove_keyword(home: Path, name: str) -> list[str]:
         idx = keyword_names(data).index(name) if name in keyword_names(data) else -1
         if idx < 0:
             raise UsageError(f"{name!r} is not a configured keyword")
-        del kws[idx]
+        _delete_item(kws, idx)
         said = [f"removed keyword {name!r}"]
         for sub in _seq(data, "subscribers"):
             if isinstance(sub, dict) and isinstance(sub.get("keywords"), list) and name in sub["keywords"]:
@@ -151,31 +313,46 @@ def remove_keyword(home: Path, name: str) -> list[str]:
     return edit(home, change)
 
 
+def _check_name(name: str | None) -> None:
+    if name is not None and (not name.strip() or any(c in name for c in "\r\n\t\x00")):
+        raise UsageError("a name must be one line of text")
+
+
+def _frequency(value: str) -> Frequency:
+    try:
+        return Frequency(value.strip().lower() or "daily")
+    except ValueError:
+        raise UsageError(f"the frequency must be daily or weekly, not {value!r}") from None
+
+
+def _describe(item: Any) -> str:
+    kws = item.get("keywords")
+    what = ", ".join(map(str, kws)) if isinstance(kws, list) else "all keywords"
+    return f"{what}; {item.get('frequency', 'daily')}"
+
+
 def add_subscriber(
     home: Path, email: str, name: str | None, keywords: list[str], frequency: Frequency | None = None
 ) -> list[str]:
     addr = normalize_email(email)
-    if name is not None and any(c in name for c in "\r\n"):
-        raise UsageError("a name must be one line of text")
+    _check_name(name)
 
     def change(data: CommentedMap) -> list[str]:
         subs = _seq(data, "subscribers")
-        try:
-            _find(subs, addr)
-        except UsageError:
-            pass
-        else:
-            raise UsageError(f"{addr} is already a subscriber; use `digestd subscribers set` to change it")
+        existing = _lookup(subs, addr)
+        if existing is not None:
+            raise UsageError(
+                f"{existing['email']} is already a subscriber; use `digestd subscribers set` to change it"
+            )
         item = CommentedMap(email=addr)
         if name:
             item["name"] = name
         if keywords:
-            item["keywords"] = _check_keywords(data, keywords)
+            item["keywords"] = _flow(_check_keywords(data, keywords))
         if frequency and frequency is not Frequency.DAILY:
             item["frequency"] = frequency.value
         subs.append(item)
-        what = ", ".join(keywords) if keywords else "all keywords"
-        return [f"added {addr} ({what}, {(frequency or Frequency.DAILY).value})"]
+        return [f"added {addr} ({_describe(item)})"]
 
     return edit(home, change)
 
@@ -184,23 +361,43 @@ def remove_subscriber(home: Path, email: str) -> list[str]:
     def change(data: CommentedMap) -> list[str]:
         subs = _seq(data, "subscribers")
         item = _find(subs, email)
-        subs.remove(item)
+        _delete_item(subs, _index(subs, item))
         return [f"removed {item['email']}"]
 
     return edit(home, change)
 
 
+def unsubscribe(home: Path, email: str) -> bool:
+    """Remove `email` if it is subscribed (what a one-click link does); False if it was not."""
+    removed: list[str] = []
+
+    def change(data: CommentedMap) -> list[str]:
+        subs = data.get("subscribers")
+        item = _lookup(subs, email) if isinstance(subs, CommentedSeq) else None
+        if item is None:
+            return [f"{email} is not subscribed"]
+        _delete_item(subs, _index(subs, item))
+        removed.append(str(item["email"]))
+        return [f"removed {item['email']}"]
+
+    edit(home, change)
+    return bool(removed)
+
+
 def set_status(home: Path, email: str, status: str) -> list[str]:
+    """Pause (`paused`) or resume (`active`) a subscriber."""
+
     def change(data: CommentedMap) -> list[str]:
         item = _find(_seq(data, "subscribers"), email)
-        current = item.get("status", "active")
-        if current == status:
-            return []
+        if item.get("status", "active") == status:
+            return [f"{item['email']} is already {status}; nothing changed"]
         if status == "active":
-            del item["status"]
+            _delete_key(item, "status")
         else:
             item["status"] = status
-        return [f"{item['email']} is now {status}"]
+        return [f"{item['email']} is now {status}" + (
+            " (no digests until `digestd subscribers resume`)" if status == "paused" else
+            " (digests again from the next run's new papers)")]
 
     return edit(home, change)
 
@@ -208,89 +405,138 @@ def set_status(home: Path, email: str, status: str) -> list[str]:
 def set_subscriber(
     home: Path, email: str, keywords: list[str] | None, frequency: Frequency | None, name: str | None = None
 ) -> list[str]:
+    """Change what is given; say what changed (and nothing for a value that is already so)."""
+    _check_name(name)
+
     def change(data: CommentedMap) -> list[str]:
         item = _find(_seq(data, "subscribers"), email)
+        addr = item["email"]
         said = []
-        if keywords is not None:
-            item["keywords"] = _check_keywords(data, keywords)
-            said.append(f"{item['email']} follows {', '.join(keywords)}")
+        if keywords:
+            wanted = _check_keywords(data, keywords)
+            current = item.get("keywords")
+            if not isinstance(current, list) or list(current) != wanted:
+                old = ", ".join(map(str, current)) if isinstance(current, list) else "all keywords"
+                item["keywords"] = _flow(wanted)
+                said.append(f"{addr} follows {', '.join(wanted)} (was: {old})")
         if frequency is not None and item.get("frequency", "daily") != frequency.value:
-            item["frequency"] = frequency.value
-            said.append(f"{item['email']} gets a {frequency.value} digest")
-        if name is not None:
+            old = item.get("frequency", "daily")
+            if frequency is Frequency.DAILY and "frequency" in item:
+                _delete_key(item, "frequency")
+            else:
+                item["frequency"] = frequency.value
+            said.append(f"{addr} gets a {frequency.value} digest (was: {old})")
+        if name is not None and item.get("name") != name:
             item["name"] = name
-            said.append(f"{item['email']} is named {name!r}")
-        return said
+            said.append(f"{addr} is named {name!r}")
+        return said or [f"{addr} already has these settings; nothing changed"]
 
     return edit(home, change)
 
 
-def import_csv(home: Path, csv_path: Path) -> list[str]:
-    """Rows of email[,name[,keywords separated by ';'[,frequency]]]; a header row is optional.
-    All rows are checked before anything is written."""
+_CSV_COLUMNS = ("email", "name", "keywords", "frequency", "status")
+
+
+def _csv_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row by column name); columns by header if the first row names them, else
+    in the order email, name, keywords, frequency, status."""
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
-    except OSError as err:
-        raise UsageError(f"cannot read {csv_path}: {err.strerror}") from None
-    rows = list(csv.reader(io.StringIO(text)))
-    if rows and rows[0] and rows[0][0].strip().lower() == "email":
-        rows = rows[1:]
-    parsed: list[tuple[str, str | None, list[str], Frequency]] = []
-    for n, row in enumerate(rows, start=2 if text.lower().startswith("email") else 1):
-        if not row or not row[0].strip():
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "it is not UTF-8 text"
+        raise UsageError(f"cannot read {csv_path}: {reason}") from None
+    reader = csv.reader(io.StringIO(text))
+    columns: tuple[str, ...] = _CSV_COLUMNS
+    out: list[tuple[int, dict[str, str]]] = []
+    for row in reader:
+        line = reader.line_num
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
+        cells = [c.strip() for c in row]
+        if not out and columns is _CSV_COLUMNS and cells[0].lower() == "email":
+            columns = tuple(c.lower() for c in cells)
+            unknown = [c for c in columns if c not in _CSV_COLUMNS]
+            if unknown:
+                raise UsageError(f"{csv_path}, line {line}: unknown column {unknown[0]!r} "
+                                 f"(known: {', '.join(_CSV_COLUMNS)}); nothing was imported")
+            continue
+        if len(cells) > len(columns):
+            raise UsageError(f"{csv_path}, line {line}: {len(cells)} columns, expected at most "
+                             f"{len(columns)} ({', '.join(columns)}); nothing was imported")
+        out.append((line, dict(zip(columns, cells, strict=False))))
+    return out
+
+
+def import_csv(home: Path, csv_path: Path) -> list[str]:
+    """Rows of email[,name[,keywords separated by ';'[,frequency[,status]]]]; an optional header
+    row names the columns. Every row is checked before anything is written; an address already
+    subscribed is skipped and said so."""
+    parsed: list[tuple[int, str, str | None, list[str], Frequency, str]] = []
+    for line, row in _csv_rows(csv_path):
         try:
-            addr = normalize_email(row[0])
-            freq = Frequency((row[3].strip() or "daily") if len(row) > 3 else "daily")
-        except (UsageError, ValueError) as err:
-            raise UsageError(f"{csv_path}, line {n}: {err}; nothing was imported") from None
-        kws = [k.strip() for k in row[2].split(";") if k.strip()] if len(row) > 2 else []
-        parsed.append((addr, (row[1].strip() or None) if len(row) > 1 else None, kws, freq))
+            addr = normalize_email(row.get("email", ""))
+            freq = _frequency(row.get("frequency", ""))
+            name = row.get("name") or None
+            _check_name(name)
+            status = (row.get("status") or "active").lower()
+            if status not in ("active", "paused"):
+                raise UsageError(f"the status must be active or paused, not {status!r}")
+        except UsageError as err:
+            raise UsageError(f"{csv_path}, line {line}: {err}; nothing was imported") from None
+        kws = list(dict.fromkeys(k.strip() for k in row.get("keywords", "").split(";") if k.strip()))
+        parsed.append((line, addr, name, kws, freq, status))
 
     def change(data: CommentedMap) -> list[str]:
         subs = _seq(data, "subscribers")
-        existing = {str(s.get("email", "")).lower() for s in subs if isinstance(s, dict)}
         said = []
-        for addr, name, kws, freq in parsed:
-            if addr.lower() in existing:
-                said.append(f"skipped {addr}: already a subscriber")
+        added = 0
+        for line, addr, name, kws, freq, status in parsed:
+            if _lookup(subs, addr) is not None:
+                said.append(f"skipped {addr} (line {line}): already a subscriber")
                 continue
             item = CommentedMap(email=addr)
             if name:
                 item["name"] = name
             if kws:
                 try:
-                    item["keywords"] = _check_keywords(data, kws)
+                    item["keywords"] = _flow(_check_keywords(data, kws))
                 except UsageError as err:
-                    raise UsageError(f"{csv_path}: {addr}: {err}; nothing was imported") from None
+                    raise UsageError(f"{csv_path}, line {line}: {err}; nothing was imported") from None
             if freq is not Frequency.DAILY:
                 item["frequency"] = freq.value
+            if status != "active":
+                item["status"] = status
             subs.append(item)
-            existing.add(addr.lower())
-            said.append(f"added {addr}")
+            added += 1
+            said.append(f"added {addr} ({_describe(item)}{'; paused' if status != 'active' else ''})")
+        said.append(f"imported {added} of {len(parsed)} subscriber(s) from {csv_path}")
         return said
 
     return edit(home, change)
 
 
 def export(cfg: Config, fmt: str) -> str:
-    rows = [
-        {
-            "email": s.email,
-            "name": s.name,
-            "keywords": list(s.keywords) if s.keywords is not None else [k.name for k in cfg.keywords],
-            "frequency": s.frequency.value,
-            "status": s.status.value,
-        }
-        for s in cfg.subscribers
-    ]
+    """Every subscriber as CSV (the columns `import` reads; empty keywords: all of them) or JSON
+    (like `subscribers list --json`, keywords spelled out)."""
     if fmt == "json":
+        rows = [
+            {
+                "email": s.email,
+                "name": s.name,
+                "keywords": list(s.keywords) if s.keywords is not None else [k.name for k in cfg.keywords],
+                "all_keywords": s.keywords is None,
+                "frequency": s.frequency.value,
+                "status": s.status.value,
+            }
+            for s in cfg.subscribers
+        ]
         return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["email", "name", "keywords", "frequency", "status"])
-    for r in rows:
-        w.writerow([r["email"], r["name"] or "", ";".join(r["keywords"]), r["frequency"], r["status"]])
+    w.writerow(_CSV_COLUMNS)
+    for s in cfg.subscribers:
+        kws = ";".join(s.keywords) if s.keywords is not None else ""
+        w.writerow([s.email, s.name or "", kws, s.frequency.value, s.status.value])
     return buf.getvalue()
 
 
@@ -303,7 +549,9 @@ def init_instance(home: Path) -> list[str]:
     for sub in ("state", "templates"):
         (home / sub).mkdir(exist_ok=True)
     targets: list[tuple[Path, str | bytes]] = [(home / "subscribers.yaml", INIT_YAML)]
-    targets += [(home / "templates" / f.name, f.read_bytes()) for f in sorted(DEFAULTS.iterdir()) if f.is_file()]
+    targets += [
+        (home / "templates" / f.name, f.read_bytes()) for f in sorted(DEFAULTS.iterdir()) if f.is_file()
+    ]
     for path, content in targets:
         if path.exists():
             said.append(f"kept existing {path}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -9,13 +10,36 @@ import jinja2
 
 DEFAULTS = Path(__file__).parent / "default_templates"
 TEXT_WIDTH = 78
+# A URL in running text: a scheme, then anything but space, quotes and angle brackets, not ending
+# in the punctuation that usually follows a URL in a sentence.
+URL_RE = re.compile(r"https?://[^\s<>\"']*[^\s<>\"'.,;:!?)\]}]")
+_URL_START = re.compile(r"^[<(\[]*(?:https?://|mailto:)")
 
 
-def wrap(text: str, width: int = TEXT_WIDTH) -> str:
-    """Wrap one paragraph for the text/plain part; long URLs are never broken."""
+def _split_long(word: str, width: int) -> list[str]:
+    """A word wider than the page is cut into pieces; a URL is kept whole (cutting breaks it)."""
+    if len(word) <= width or _URL_START.match(word):
+        return [word]
+    return [word[i : i + width] for i in range(0, len(word), width)]
+
+
+def wrap(text: str, width: int = TEXT_WIDTH, *, indent: str = "") -> str:
+    """Wrap one paragraph for the text/plain part at `width` columns.
+
+    Whitespace runs collapse; a URL is never broken (it would stop working), so only a URL
+    longer than the line may exceed it; any other over-long word is cut.
+    """
+    words = [piece for w in str(text).split() for piece in _split_long(w, width - len(indent))]
     return textwrap.fill(
-        " ".join(str(text).split()), width=width, break_long_words=False, break_on_hyphens=False
+        " ".join(words), width=width, break_long_words=False, break_on_hyphens=False,
+        initial_indent=indent, subsequent_indent=indent,
     )
+
+
+def underline(text: str, char: str) -> str:
+    """A Markdown setext heading: `text` (already wrapped) and a rule as wide as its widest line."""
+    rule = char * max(3, min(TEXT_WIDTH, max((len(line) for line in text.splitlines()), default=3)))
+    return f"{text}\n{rule}"
 
 
 def _loader(instance_templates: Path | None) -> jinja2.BaseLoader:
@@ -44,6 +68,7 @@ def text_env(instance_templates: Path | None) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["wrap"] = wrap
+    env.filters["underline"] = underline
     return env
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from digestd import __version__
-from digestd.cli import keywords_cmd, run_cmd, subscribers_cmd, systemd_cmd, view_cmd
+from digestd.cli import keywords_cmd, run_cmd, serve_cmd, subscribers_cmd, systemd_cmd, view_cmd
 from digestd.cli.context import CliContext
 from digestd.config import resolve_home
 from digestd.errors import DigestdError, ExitCode
@@ -73,6 +73,7 @@ keywords_cmd.register(app)
 subscribers_cmd.register(app)
 view_cmd.register(app)
 systemd_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ from digestd.cli.context import cli_context
 from digestd.config import load_config
 from digestd.models import Frequency
 
-
 KW = Annotated[
-    list[str] | None, typer.Option("--keyword", "-k", help="A configured keyword (repeatable); none means all.")
+    list[str] | None,
+    typer.Option("--keyword", "-k", help="A configured keyword (repeatable); none means all."),
 ]
 
 
@@ -56,8 +56,8 @@ def register(app: typer.Typer) -> None:
         lines = subscriptions.set_status(home, email, "active")
         from digestd.cli.view_cmd import clear_bounce_pause
 
-        lines += clear_bounce_pause(home, email)
-        _echo(lines)
+        cleared = clear_bounce_pause(home, email)
+        _echo(cleared if cleared and "already" in lines[0] else lines + cleared)
 
     @subs.command("set")
     def set_(

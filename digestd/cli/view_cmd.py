@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import webbrowser
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from digestd import subscriptions
 from digestd.atomic import write_atomic
 from digestd.cli.context import cli_context
 from digestd.config import load_config
+from digestd.lock import RunLock
 from digestd.pipeline import run_date
 from digestd.preview import preview
 from digestd.state import Outbox
@@ -23,26 +25,33 @@ from digestd.systemd import next_timer_run
 
 
 def clear_bounce_pause(home: Path, email: str) -> list[str]:
-    """Lift a pause that repeated permanent failures set in the state."""
+    """Lift a pause that repeated permanent failures set in the state (under the run lock, so
+    a run in progress cannot overwrite it)."""
     cfg = load_config(home)
-    outbox = Outbox(cfg.paths.outbox_db)
-    try:
-        cursors = outbox.load_cursors()
-        cur = cursors.get(email.lower())
-        if not cur or not cur.get("paused"):
-            return []
-        cur.pop("paused")
-        cur["fail_streak"] = 0
-        outbox.save_cursors(cursors)
-        outbox.flush()
-        return [f"{email}: cleared the pause set after repeated delivery failures"]
-    finally:
-        outbox.close()
+    if not cfg.paths.outbox_db.exists():
+        return []
+    with RunLock(cfg.paths.lock):
+        outbox = Outbox(cfg.paths.outbox_db)
+        try:
+            cursors = outbox.load_cursors()
+            cur = cursors.get(email.lower())
+            if not cur or not cur.get("paused"):
+                return []
+            cur.pop("paused")
+            cur["fail_streak"] = 0
+            outbox.save_cursors(cursors)
+            outbox.flush()
+            return [f"{email}: cleared the pause set after repeated delivery failures"]
+        finally:
+            outbox.close()
 
 
 def register(app: typer.Typer) -> None:
     @app.command("init")
-    def init(ctx: typer.Context, directory: Annotated[Path | None, typer.Argument(help="Default: the home.")] = None) -> None:
+    def init(
+        ctx: typer.Context,
+        directory: Annotated[Path | None, typer.Argument(help="Default: the home.")] = None,
+    ) -> None:
         """Create an instance (subscribers.yaml, templates/, state/); never overwrites a file."""
         home = (directory or cli_context(ctx).home).expanduser().resolve()
         for line in subscriptions.init_instance(home):
@@ -56,25 +65,30 @@ def register(app: typer.Typer) -> None:
         email: str,
         fmt: Annotated[str, typer.Option("--format", help="html or text.")] = "html",
         output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file.")] = None,
-        open_: Annotated[bool, typer.Option("--open", help="Open the HTML in the default browser.")] = False,
+        open_: Annotated[
+            bool, typer.Option("--open", help="Open it in the default browser ($BROWSER).")
+        ] = False,
     ) -> None:
         """Render a subscriber's digest without mailing anyone."""
         if fmt not in ("html", "text"):
             raise typer.BadParameter("use html or text", param_hint="--format")
         cfg = load_config(cli_context(ctx).home)
         text, html, source = preview(cfg, email, run_date(cfg, datetime.now(UTC)).isoformat())
-        body = html if (fmt == "html" or open_) else text
+        body = html if fmt == "html" else text
         if open_ and output is None:
-            fd, name = tempfile.mkstemp(prefix="digestd-preview-", suffix=".html")
-            Path(name).write_text(html, encoding="utf-8")
+            suffix = ".html" if fmt == "html" else ".txt"
+            fd, name = tempfile.mkstemp(prefix="digestd-preview-", suffix=suffix)
+            os.close(fd)  # write_atomic below writes it; the browser needs the file to stay
             output = Path(name)
-        if output is not None:
-            write_atomic(output, body)
-            typer.echo(f"wrote {output} ({source})", err=True)
-            if open_ and not webbrowser.open(output.resolve().as_uri()):
-                typer.echo(f"no browser found; open {output} yourself", err=True)
+        if output is None:
+            typer.echo(body, nl=False)
             return
-        typer.echo(body, nl=False)
+        write_atomic(output, body)
+        typer.echo(f"wrote {output} ({source})", err=True)
+        if open_:
+            uri = output.resolve().as_uri()
+            if not webbrowser.open(uri):
+                typer.echo(f"no browser found (set $BROWSER); open {uri} yourself", err=True)
 
     @app.command("status")
     def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -89,8 +103,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _user_mode() -> bool:
-    import os
-
     return os.geteuid() != 0
 
 
@@ -108,11 +120,15 @@ def render_status(info: dict[str, Any]) -> list[str]:
     lines.append("keywords:")
     for k in info["keywords"]:
         state = "baseline pending" if k["baseline"] else f"{k['stored']} stored"
-        last = f"last fetch {k['last_success']}: {k['last_fetched']} fetched, {k['last_new']} new" if k["last_success"] else "never fetched"
+        last = (
+            f"last fetch {k['last_success']}: {k['last_fetched']} fetched, {k['last_new']} new"
+            if k["last_success"] else "never fetched"
+        )
         err = f"; LAST ATTEMPT FAILED: {k['error']}" if k["error"] else ""
         lines.append(f"  {k['name']}: {state}; {last}{err}")
     d = info["deliveries"]
-    lines.append(f"subscribers: {info['subscribers']}; deliveries: {d['pending']} pending, {d['sent']} sent, {d['failed']} failed (last 14 days)")
+    lines.append(f"subscribers: {info['subscribers']}; deliveries: {d['pending']} pending, "
+                 f"{d['sent']} sent, {d['failed']} failed (last 14 days)")
     for f in info["failed"]:
         lines.append(f"  failed {f['date']} {f['email']}: {f['error']}")
     if info["paused"]:

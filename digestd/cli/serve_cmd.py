@@ -1,0 +1,42 @@
+"""`digestd serve`: the one-click unsubscribe endpoint (RFC 8058), behind a reverse proxy."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from digestd.cli.context import cli_context
+from digestd.config import load_config
+from digestd.unsubscribe import DEFAULT_HOST, DEFAULT_PORT, make_server
+
+log = logging.getLogger("digestd")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        ctx: typer.Context,
+        host: Annotated[
+            str, typer.Option(help="Address to listen on (keep it local; proxy to it).")
+        ] = DEFAULT_HOST,
+        port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = DEFAULT_PORT,
+    ) -> None:
+        """Serve unsubscribe links: GET shows a confirmation page, POST unsubscribes (RFC 8058)."""
+        cfg = load_config(cli_context(ctx).home)
+        server = make_server(cfg, host, port)
+        bound_host, bound_port = server.server_address[:2]
+        url = cfg.settings.public_url
+        if url:
+            where = f"digests link to {url.rstrip('/')}/unsubscribe/…; proxy that to this address"
+        else:
+            where = ("settings.public_url is not set, so digests still use mailto: links; "
+                     "set it to the public address that proxies here")
+        log.info("serving unsubscribe links on http://%s:%s/ (%s)", bound_host, bound_port, where)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
