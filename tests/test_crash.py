@@ -1,0 +1,171 @@
+"""The kill test: SIGKILL the real `digestd run` at seeded random moments, over several days.
+
+A slow SMTP server (each message takes ACCEPT_DELAY to accept) and 40 subscribers make a
+run last long enough to be killed while it fetches, stores, queues, sends and records. Each
+day the fake arXiv gains new papers; the day's runs are killed a few times, then one run
+goes to completion. In the end every subscriber must have received every addition of their
+keywords, each paper under exactly one Message-ID. The only duplicate allowed is the
+unavoidable one: the server accepted a message within a moment of the kill, before the
+ledger recorded it; the resend carries the same Message-ID and the same papers.
+
+DIGESTD_KILL_SEED=N replays another schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fakearxiv import FakeArxiv
+from faultkit import KW_A, KW_B, additions, day_feeds, run_cli, spawn_run, two_keyword_home
+from smtpfaults import Faults, FaultServer, Received
+
+from digestd import state
+from digestd.pipeline import LEDGER_FLUSH_SECONDS
+
+SEED = int(os.environ.get("DIGESTD_KILL_SEED", "20261122"))
+SUBSCRIBERS = 40
+CONNECTIONS = 4
+ACCEPT_DELAY = 0.03
+TOTAL_KILLS = 24
+MIN_DAYS = 5  # day 1 is the baseline; later days bring new papers
+KILLS_ON_DAY_1 = 2
+KILLS_PER_DAY = 5  # planned; a run that finishes before its kill ends the day early
+# An acceptance reaches the ledger within the flush interval plus one write; allow scheduling
+# noise on a busy machine, and still "well under a second".
+WINDOW = LEDGER_FLUSH_SECONDS + 0.35
+# From this day on the ledger holds 14 days' worth of old deliveries of a big instance (over
+# 1 MB), where the outbox records outcomes by appending to a journal instead of rewriting.
+BIG_LEDGER_FROM = 4
+BIG_LEDGER_BYTES = int(getattr(state, "JOURNAL_MIN_BYTES", 1 << 20) * 1.25)
+
+
+def followed(i: int) -> list[str]:
+    return [[KW_A], [KW_B], [KW_A, KW_B]][i % 3]
+
+
+def check_files_after_kill(home: Path) -> int:
+    """Whatever the moment of the kill, every file parses; returns how many temp files a
+    write cut short left behind (harmless: the next run must not mind them)."""
+    for f in (home / "state").glob("*.json"):
+        json.loads(f.read_bytes())  # raises on a half-written file
+    assert not list((home / "state").glob("*.corrupt-*"))
+    readme = home / "README.md"
+    if readme.exists():
+        text = readme.read_text(encoding="utf-8")
+        assert f"## {KW_A}\n" in text and f"## {KW_B}\n" in text and text.endswith("\n")
+    return len(list(home.glob("**/.*.tmp")))
+
+
+def pad_ledger(outbox: Path) -> None:
+    """Add sent deliveries of other (past) subscribers until outbox.json is big; between runs."""
+    data = json.loads(outbox.read_bytes())
+    docs = data.setdefault("deliveries", {})
+    first = max(map(int, docs), default=0) + 1
+    today = datetime.now(UTC).date().isoformat()  # recent: a run does not prune them
+    size, i = len(outbox.read_bytes()), 0
+    while size < BIG_LEDGER_BYTES:
+        doc = {"email": f"past{i}@example.org", "name": None, "run": 0, "date": today,
+               "created": f"{today}T00:00:00Z", "papers": {KW_A: [f"2611.{90000 + i % 9000:05d}"]},
+               "message_id": f"<digest.{today}.0.past{i}@example.org>", "status": "sent",
+               "error": None, "sent_at": f"{today}T00:00"}
+        docs[str(first + i)] = doc
+        size += len(json.dumps(doc)) + 10
+        i += 1
+    outbox.write_text(json.dumps(data), encoding="utf-8")
+
+
+def wanted(sub: dict[str, list[str]], day: int) -> set[str]:
+    return {p for kw in sub["keywords"] for p in additions(day, kw)}
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_nothing_and_resends_only_within_the_window(tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    subs = [{"email": f"sub{i:02d}@example.org", "keywords": followed(i)} for i in range(SUBSCRIBERS)]
+    home = two_keyword_home(tmp_path, subs, connections=CONNECTIONS)
+    kills: list[float] = []  # time.monotonic() of each SIGKILL
+    leftovers = mid_send_kills = journals = day = 0
+    started = time.monotonic()
+
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(accept_delay=ACCEPT_DELAY)) as srv:
+        env = {**srv.env(DIGESTD_SMTP_TIMEOUT="10"), "DIGESTD_ARXIV_TIMEOUT": "10"}
+
+        def still_due(day: int) -> int:
+            """Subscribers who have not yet got all of the day's papers for their keywords."""
+            got: dict[str, set[str]] = defaultdict(set)
+            for m in srv.messages:
+                got[m.rcpt] |= m.paper_ids()
+            return 0 if day == 1 else sum(1 for s in subs if not wanted(s, day) <= got[s["email"]])
+
+        while day < MIN_DAYS or len(kills) < TOTAL_KILLS:
+            day += 1
+            assert day <= 12, "the schedule keeps missing its runs"
+            fake.feeds.update(day_feeds(day))
+            if day == BIG_LEDGER_FROM:
+                pad_ledger(home / "state" / "outbox.json")
+            for _ in range(KILLS_ON_DAY_1 if day == 1 else KILLS_PER_DAY):
+                before, due = len(srv.messages), still_due(day)
+                proc = spawn_run(home, fake, env)
+                t0 = time.monotonic()
+                if due and rng.random() < 0.7:  # once the server has taken n more messages
+                    n, delay = before + rng.randrange(due), rng.uniform(0, 0.05)
+                else:  # at a random time: start-up, fetch, store, queue or send
+                    n, delay = -1, rng.uniform(0.0, 0.9)
+                while proc.poll() is None and time.monotonic() - t0 < 30:
+                    if (n >= 0 and len(srv.messages) >= n) or (n < 0 and time.monotonic() - t0 >= delay):
+                        break
+                    time.sleep(0.002)
+                if n >= 0 and proc.poll() is None:
+                    time.sleep(delay)
+                if proc.poll() is not None:  # it finished first: the day's work is done
+                    assert proc.returncode == 0, proc.communicate()[1]
+                    proc.communicate()
+                    break
+                kills.append(time.monotonic())
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate()
+                mid_send_kills += len(srv.messages) > before
+                leftovers = max(leftovers, check_files_after_kill(home))
+                journals += (home / "state" / "outbox.journal").exists()
+            final = run_cli(home, fake, env)  # then a run that is left to finish
+            assert final.returncode == 0, final.stderr
+            assert still_due(day) == 0, f"day {day}: someone is still missing papers"
+        last_day = day
+
+    # --- every addition exactly once per subscriber, duplicates only of the allowed kind ---
+    copies: dict[str, list[Received]] = defaultdict(list)
+    for m in srv.messages:
+        copies[m.message_id].append(m)
+    per_kill: dict[int, int] = defaultdict(int)
+    for mid, ms in copies.items():
+        assert len({m.rcpt for m in ms}) == 1 and len({frozenset(m.paper_ids()) for m in ms}) == 1, mid
+        for copy in ms[:-1]:  # each copy but the last was followed by a resend: why?
+            # It was accepted shortly before a kill (or, for a DATA the dead client had
+            # already sent, while the server finished it just after the kill).
+            near = [k for k, t in enumerate(kills) if t - WINDOW <= copy.at <= t + ACCEPT_DELAY + 0.1]
+            assert near, f"{mid} was sent again, but not after a kill (accepted at {copy.at - started:.2f} s)"
+            per_kill[near[0]] += 1
+    for s in subs:
+        digests = [ms[0].paper_ids() for ms in copies.values() if ms[0].rcpt == s["email"]]
+        flat = [p for d in digests for p in d]
+        expected = set().union(*(wanted(s, day) for day in range(2, last_day + 1)))
+        assert len(flat) == len(set(flat)), f"{s['email']} got a paper in two different digests"
+        assert set(flat) == expected, f"{s['email']} missed {sorted(expected - set(flat))}"
+
+    # what the connections can have accepted in one flush interval (plus a write), and in flight
+    bound = CONNECTIONS * (math.ceil((LEDGER_FLUSH_SECONDS + 0.1) / ACCEPT_DELAY) + 1)
+    print(f"\nkill test seed {SEED}: {last_day} days, {len(kills)} kills ({mid_send_kills} while sending), "
+          f"{sum(per_kill.values())} resent with the same Message-ID, at most {max(per_kill.values(), default=0)} "
+          f"per kill (bound {bound}), at most {leftovers} temp files left over, a ledger journal after {journals} kills, {time.monotonic() - started:.1f} s")
+    assert len(kills) >= 20
+    assert mid_send_kills >= 10  # the schedule did hit the sending phase
+    assert max(per_kill.values(), default=0) <= bound

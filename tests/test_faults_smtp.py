@@ -1,0 +1,368 @@
+"""SMTP faults against real servers (tests/smtpfaults.py): what is retried, what fails one
+delivery, what stops sending at once, and that credentials never travel in clear.
+
+Each test: a baseline run (nothing is mailed for a new keyword), then a "day" with new papers
+for both keywords while the server misbehaves, then usually a later run once it behaves.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import cli, run_once
+from fakearxiv import FakeArxiv
+from faultkit import KW_A, KW_B, additions, day_feeds, deliveries, two_keyword_home
+from faultkit import run_cli as run_cli_
+from smtpfaults import Certs, Faults, FaultServer, make_certs
+
+from digestd.cli.run_cmd import exit_code
+from digestd.errors import ExitCode
+from digestd.models import RunReport
+
+ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
+USER, PASSWORD = "digest-bot", "Pw-7f3c9e1b-never-print-me"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def run_cli(home: Path, fake: FakeArxiv, env: dict[str, str]) -> tuple[int, str, float]:
+    t0 = time.monotonic()
+    p = run_cli_(home, fake, env)
+    return p.returncode, p.stdout + p.stderr, time.monotonic() - t0
+
+
+def later_run(home: Path, fake: FakeArxiv, env: dict[str, str]) -> RunReport:
+    """A later run, in process (the CLI's exit codes are proven by the run before it)."""
+    report = run_once(home, fake, env=env)
+    assert exit_code(report) == ExitCode.OK, report
+    return report
+
+
+def baseline_then_new_day(home: Path, fake: FakeArxiv) -> None:
+    """Day 1 stores the baseline (mailed to nobody); the feed then gains day 2's papers."""
+    report = run_once(home, fake)  # the Maildir: a baseline mails nothing anyway
+    assert all(k.baseline for k in report.keywords) and report.sent == 0
+    fake.feeds.update(day_feeds(2))
+
+
+def by_status(home: Path) -> dict[str, list[dict[str, object]]]:
+    out: dict[str, list[dict[str, object]]] = {}
+    for d in deliveries(home):
+        out.setdefault(str(d["status"]), []).append(d)
+    return out
+
+
+def test_greylisting_450_is_retried_with_backoff_then_left_pending_for_a_later_run(tmp_path: Path) -> None:
+    home = two_keyword_home(tmp_path)
+    faults = Faults(rcpt={BOB: "450 4.2.0 <bob@example.org>: Recipient address rejected: Greylisted"})
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(faults) as srv:
+        baseline_then_new_day(home, fake)
+        env = srv.env(DIGESTD_SMTP_RETRIES="2", DIGESTD_SMTP_BACKOFF="0.2")
+        code, out, _ = run_cli(home, fake, env)
+        assert code == 75, out
+        assert len(srv.to(ALICE)) == 1 and len(srv.to(CAROL)) == 1 and srv.to(BOB) == []
+        tries = [e[-1] for e in srv.kinds("rcpt") if e[1] == BOB]
+        assert len(tries) == 3  # the first attempt and DIGESTD_SMTP_RETRIES=2 more
+        gaps = [b - a for a, b in itertools.pairwise(tries)]
+        assert gaps[0] >= 0.2 and gaps[1] >= 0.4, gaps  # exponential backoff
+        (pending,) = by_status(home)["pending"]
+        assert pending["email"] == BOB and "450 4.2.0" in str(pending["error"])
+
+        srv.faults.rcpt.clear()  # the greylisting window is over
+        report = later_run(home, fake, env)
+        assert any("left pending by an earlier run" in m for m in report.messages)
+        (msg,) = srv.to(BOB)
+        assert msg.message_id == pending["message_id"]  # the same digest, not a new one
+        assert msg.paper_ids() == additions(2, KW_A) | additions(2, KW_B)
+        assert len(srv.to(ALICE)) == 1 and len(srv.to(CAROL)) == 1
+        assert set(by_status(home)) == {"sent"}
+
+
+def test_421_rate_limit_leaves_the_rest_pending_and_a_later_run_sends_it(tmp_path: Path) -> None:
+    subs = [{"email": f"s{i}@example.org"} for i in range(8)]
+    home = two_keyword_home(tmp_path, subs, connections=2)
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(limit_after=3)) as srv:
+        baseline_then_new_day(home, fake)
+        env = srv.env(DIGESTD_SMTP_RETRIES="1")
+        code, out, _ = run_cli(home, fake, env)
+        assert code == 75, out
+        assert len(srv.messages) == 3
+        assert len(by_status(home)["pending"]) == 5
+        assert "421 4.7.0" in str(by_status(home)["pending"][0]["error"])
+
+        srv.faults.limit_after = None
+        later_run(home, fake, env)
+        got = Counter(m.rcpt for m in srv.messages)
+        assert got == Counter({s["email"]: 1 for s in subs})  # everyone once, nobody twice
+        assert len({m.message_id for m in srv.messages}) == 8
+
+
+def test_421_closing_the_connection_after_n_messages_reconnects_and_delivers_all(tmp_path: Path) -> None:
+    subs = [{"email": f"s{i}@example.org"} for i in range(7)]
+    home = two_keyword_home(tmp_path, subs, connections=2)
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(per_connection=2)) as srv:
+        baseline_then_new_day(home, fake)
+        code, out, _ = run_cli(home, fake, srv.env())
+        assert code == 0, out
+        assert Counter(m.rcpt for m in srv.messages) == Counter({s["email"]: 1 for s in subs})
+        assert len(srv.kinds("connect")) >= 4  # 7 messages, at most 2 per connection
+
+
+def test_550_fails_that_delivery_with_the_servers_answer_and_the_others_are_delivered(tmp_path: Path) -> None:
+    home = two_keyword_home(tmp_path)
+    answer = "550 5.1.1 <bob@example.org>: Recipient address rejected: User unknown"
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(rcpt={BOB: answer})) as srv:
+        baseline_then_new_day(home, fake)
+        code, out, _ = run_cli(home, fake, srv.env(DIGESTD_SMTP_BACKOFF="5"))
+        assert code == 0, out  # nothing is left for a later run: a permanent failure is final
+        assert len(srv.to(ALICE)) == 1 and len(srv.to(CAROL)) == 1 and srv.to(BOB) == []
+        assert len([e for e in srv.kinds("rcpt") if e[1] == BOB]) == 1  # not retried
+        (failed,) = by_status(home)["failed"]
+        assert failed["email"] == BOB and failed["error"] == answer
+        status = cli(home, "status")
+        assert status.returncode == 0 and f"{BOB}: {answer}" in status.stdout
+
+
+def test_sender_refused_with_5xx_stops_at_once_and_keeps_every_digest_pending(tmp_path: Path) -> None:
+    """A relay that will not send for our From address refuses every digest alike: that is
+    the sender's problem, to fix once, not a permanent failure of each subscriber."""
+    home = two_keyword_home(tmp_path)
+    answer = "553 5.7.1 <papers@example.org>: Sender address rejected: not owned by user"
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(refuse_sender=answer)) as srv:
+        baseline_then_new_day(home, fake)
+        code, out, took = run_cli(home, fake, srv.env(DIGESTD_SMTP_BACKOFF="5"))
+        assert code == 1, out
+        assert took < 4.5 and f"127.0.0.1:{srv.port}" in out and "553 5.7.1" in out, out
+        assert len(srv.kinds("mail")) <= 4  # stopped at once (at most one try per connection)
+        assert set(by_status(home)) == {"pending"} and len(by_status(home)["pending"]) == 3
+        assert "paused" not in cli(home, "status").stdout
+
+        srv.faults.refuse_sender = None  # the operator fixed the From address / relay account
+        later_run(home, fake, srv.env())
+        assert Counter(m.rcpt for m in srv.messages) == Counter({ALICE: 1, BOB: 1, CAROL: 1})
+
+
+def test_repeated_permanent_failures_pause_the_subscriber_and_status_says_so(tmp_path: Path) -> None:
+    home = two_keyword_home(tmp_path)  # settings.pause_after_failures: 3 (the default)
+    answer = "550 5.2.1 <bob@example.org>: mailbox disabled"
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(rcpt={BOB: answer})) as srv:
+        run_once(home, fake, env=srv.env())
+        # fail, fail, success, fail, fail: never three in a row, so not paused
+        for day, refuse in ((2, True), (3, True), (4, False), (5, True), (6, True)):
+            srv.faults.rcpt = {BOB: answer} if refuse else {}
+            fake.feeds.update(day_feeds(day))
+            report = run_once(home, fake, env=srv.env())
+            assert report.failed == (1 if refuse else 0) and report.sent == (2 if refuse else 3)
+        assert "paused" not in cli(home, "status").stdout
+        srv.faults.rcpt = {BOB: answer}
+        fake.feeds.update(day_feeds(7))
+        report = run_once(home, fake, env=srv.env())
+        assert any("paused bob@example.org" in m for m in report.messages)
+
+        status = cli(home, "status", "--json")
+        (paused,) = json.loads(status.stdout)["paused"]
+        assert paused["email"] == BOB and "3 permanent failures" in paused["reason"] and answer in paused["reason"]
+        text = cli(home, "status").stdout
+        assert "paused subscribers:" in text and BOB in text.split("paused subscribers:")[1]
+
+        fake.feeds.update(day_feeds(8))
+        before = len([e for e in srv.kinds("rcpt") if e[1] == BOB])
+        report = run_once(home, fake, env=srv.env())
+        assert report.sent == 2 and report.failed == 0
+        assert len([e for e in srv.kinds("rcpt") if e[1] == BOB]) == before  # no longer tried
+        assert len(srv.to(BOB)) == 1  # day 4's digest, the one that got through
+
+        assert cli(home, "subscribers", "resume", BOB).returncode == 0  # the address works again
+        assert json.loads(cli(home, "status", "--json").stdout)["paused"] == []
+
+
+def test_connection_dropped_in_the_middle_of_data_reconnects_and_continues(tmp_path: Path) -> None:
+    subs = [{"email": f"s{i}@example.org"} for i in range(5)]
+    home = two_keyword_home(tmp_path, subs, connections=1)
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(drop_data=2)) as srv:
+        baseline_then_new_day(home, fake)
+        code, out, _ = run_cli(home, fake, srv.env())
+        assert code == 0, out
+        assert len(srv.kinds("drop")) == 2
+        assert Counter(m.rcpt for m in srv.messages) == Counter({s["email"]: 1 for s in subs})
+        assert len(srv.kinds("connect")) >= 3
+
+
+def test_server_timeout_reconnects_and_continues(tmp_path: Path) -> None:
+    subs = [{"email": f"s{i}@example.org"} for i in range(4)]
+    home = two_keyword_home(tmp_path, subs, connections=1)
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(slow_data=[3.0])) as srv:
+        baseline_then_new_day(home, fake)
+        code, out, took = run_cli(home, fake, srv.env(DIGESTD_SMTP_TIMEOUT="0.5"))
+        assert code == 0, out
+        assert took < 3.0  # gave up on the silent server after its timeout, not after 3 s
+        assert len(srv.kinds("connect")) >= 2
+        got = Counter(m.rcpt for m in srv.messages)
+        assert set(got) == {s["email"] for s in subs}
+        for rcpt, n in got.items():  # the server may yet take the timed-out copy: same digest
+            assert n == 1 or len({m.message_id for m in srv.to(rcpt)}) == 1
+
+
+def test_unreachable_server_leaves_everything_pending_exit_75_and_a_later_run_sends(tmp_path: Path) -> None:
+    home = two_keyword_home(tmp_path)
+    with FakeArxiv(day_feeds(1)) as fake:
+        baseline_then_new_day(home, fake)
+        srv = FaultServer()
+        env = srv.env(DIGESTD_SMTP_RETRIES="1")  # its port: nothing listens there yet
+        code, out, took = run_cli(home, fake, env)
+        assert code == 75, out
+        assert f"cannot reach SMTP server 127.0.0.1:{srv.port}" in out and "Traceback" not in out
+        assert set(by_status(home)) == {"pending"} and len(by_status(home)["pending"]) == 3
+        assert took < 5
+        with srv:
+            later_run(home, fake, env)
+            assert Counter(m.rcpt for m in srv.messages) == Counter({ALICE: 1, BOB: 1, CAROL: 1})
+
+
+def test_starttls_with_verified_certificate_and_login(tmp_path: Path, certs: Certs) -> None:
+    home = two_keyword_home(tmp_path)
+    with FakeArxiv(day_feeds(1)) as fake, \
+            FaultServer(tls=certs, require_starttls=True, auth=(USER, PASSWORD)) as srv:
+        baseline_then_new_day(home, fake)
+        env = srv.env(DIGESTD_SMTP_USERNAME=USER, DIGESTD_SMTP_PASSWORD=PASSWORD)
+        assert env["DIGESTD_SMTP_SECURITY"] == "starttls" and "DIGESTD_SMTP_CA_FILE" in env
+        code, out, _ = run_cli(home, fake, env)
+        assert code == 0, out
+        assert len(srv.messages) == 3 and all(m.tls for m in srv.messages)
+        auths = srv.kinds("auth")
+        assert auths and all(ok and tls for _, _, ok, tls, _ in auths)
+        assert PASSWORD not in out
+
+
+def test_implicit_tls_with_verified_certificate(tmp_path: Path, certs: Certs) -> None:
+    home = two_keyword_home(tmp_path)
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(tls=certs, implicit_tls=True, auth=(USER, PASSWORD)) as srv:
+        baseline_then_new_day(home, fake)
+        env = srv.env(DIGESTD_SMTP_USERNAME=USER, DIGESTD_SMTP_PASSWORD=PASSWORD)
+        assert env["DIGESTD_SMTP_SECURITY"] == "tls"
+        code, out, _ = run_cli(home, fake, env)
+        assert code == 0, out
+        assert len(srv.messages) == 3 and all(m.tls for m in srv.messages)
+
+
+def _assert_stopped_at_once(home: Path, srv: FaultServer, code: int, out: str, took: float) -> None:
+    """Exit 1 within moments (no backoff: DIGESTD_SMTP_BACKOFF is 5 s), nothing sent, the
+    digests pending for the next run, the password nowhere in the output or the state."""
+    assert code == 1, out
+    assert took < 4.5, took
+    assert f"127.0.0.1:{srv.port}" in out
+    assert "Traceback" not in out
+    assert PASSWORD not in out
+    assert srv.messages == [] and srv.kinds("mail") == []
+    assert set(by_status(home)) == {"pending"} and len(by_status(home)["pending"]) == 3
+    for f in (home / "state").glob("*.json"):
+        assert PASSWORD.encode() not in f.read_bytes()
+
+
+def test_auth_refused_stops_at_once_exit_1_names_host_and_cause_never_the_password(
+    tmp_path: Path, certs: Certs
+) -> None:
+    home = two_keyword_home(tmp_path)
+    with FakeArxiv(day_feeds(1)) as fake, \
+            FaultServer(Faults(refuse_auth=True), tls=certs, require_starttls=True, auth=(USER, PASSWORD)) as srv:
+        baseline_then_new_day(home, fake)
+        env = srv.env(DIGESTD_SMTP_USERNAME=USER, DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF="5")
+        code, out, took = run_cli(home, fake, env)
+        _assert_stopped_at_once(home, srv, code, out, took)
+        assert "535" in out and USER in out and "pending" in out
+        assert srv.kinds("auth") and all(tls for _, _, _, tls, _ in srv.kinds("auth"))
+        pending_ids = {d["message_id"] for d in by_status(home)["pending"]}
+
+        srv.faults.refuse_auth = False  # the operator fixed the account
+        later_run(home, fake, env)
+        assert {m.message_id for m in srv.messages} == pending_ids and len(srv.messages) == 3
+
+
+def test_server_without_starttls_is_an_error_and_nothing_is_sent_in_clear(tmp_path: Path) -> None:
+    home = two_keyword_home(tmp_path)
+    # A server that offers no STARTTLS but happily offers AUTH in clear: a downgrade.
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(auth=(USER, PASSWORD), auth_in_clear=True) as srv:
+        baseline_then_new_day(home, fake)
+        env = srv.env(DIGESTD_SMTP_SECURITY="starttls", DIGESTD_SMTP_USERNAME=USER,
+                      DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF="5")
+        code, out, took = run_cli(home, fake, env)
+        _assert_stopped_at_once(home, srv, code, out, took)
+        assert "STARTTLS" in out
+        assert srv.kinds("auth") == []  # the credentials never left digestd
+
+
+def test_tls_configured_but_server_speaks_plain_is_an_error(tmp_path: Path) -> None:
+    home = two_keyword_home(tmp_path)
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(auth=(USER, PASSWORD), auth_in_clear=True) as srv:
+        baseline_then_new_day(home, fake)
+        env = srv.env(DIGESTD_SMTP_SECURITY="tls", DIGESTD_SMTP_USERNAME=USER,
+                      DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF="5")
+        code, out, took = run_cli(home, fake, env)
+        _assert_stopped_at_once(home, srv, code, out, took)
+        assert "TLS" in out
+        assert srv.kinds("auth") == []
+
+
+def test_untrusted_certificate_is_an_error(tmp_path: Path, certs: Certs) -> None:
+    home = two_keyword_home(tmp_path)
+    with FakeArxiv(day_feeds(1)) as fake, \
+            FaultServer(tls=certs, require_starttls=True, auth=(USER, PASSWORD)) as srv:
+        baseline_then_new_day(home, fake)
+        env = srv.env(DIGESTD_SMTP_USERNAME=USER, DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF="5")
+        del env["DIGESTD_SMTP_CA_FILE"]  # the test CA is not trusted: verification must fail
+        code, out, took = run_cli(home, fake, env)
+        _assert_stopped_at_once(home, srv, code, out, took)
+        assert "certificate" in out.lower()
+        assert srv.kinds("auth") == []
+
+
+def test_ledger_records_each_acceptance_well_under_a_second(tmp_path: Path) -> None:
+    """Watch outbox.json from another thread while a run sends to a slow server: every
+    accepted message is marked sent there within a moment, even while another delivery
+    sits in retry backoff (nothing else then triggers a ledger write)."""
+    subs = [{"email": f"s{i}@example.org"} for i in range(10)]
+    home = two_keyword_home(tmp_path, subs, connections=2)
+    outbox = home / "state" / "outbox.json"
+    seen: dict[str, float] = {}
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                data = json.loads(outbox.read_bytes()) if outbox.exists() else {}
+            except ValueError as err:  # a half-written ledger: must never happen
+                errors.append(str(err))
+                continue
+            now = time.monotonic()
+            for d in data.get("deliveries", {}).values():
+                if d["status"] == "sent":
+                    seen.setdefault(d["message_id"], now)
+            time.sleep(0.003)
+
+    # s0 is greylisted: one worker sits in backoff for 0.4 + 0.8 s while the other sends.
+    faults = Faults(rcpt={"s0@example.org": "450 4.2.0 Greylisted"}, accept_delay=0.03)
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(faults) as srv:
+        baseline_then_new_day(home, fake)
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            report = run_once(home, fake, env=srv.env(DIGESTD_SMTP_RETRIES="2", DIGESTD_SMTP_BACKOFF="0.4"))
+        finally:
+            stop.set()
+            watcher.join(5)
+    assert report.sent == 9 and report.pending == 1
+    assert not errors
+    lags = {m.message_id: seen[m.message_id] - m.at for m in srv.messages}
+    assert len(lags) == 9
+    print(f"\nledger lag: max {max(lags.values()):.3f} s")
+    assert max(lags.values()) < 0.5, sorted(lags.values())
