@@ -23,6 +23,7 @@ from digestd.plan import plan, retention
 from digestd.render import DigestRenderer, count_papers, group_for_subscriber, plural
 from digestd.state import Outbox, PaperStore
 from digestd.templates import html_env, text_env
+from digestd.tokens import check_unsubscribe_config
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def run(
     on_keyword: Callable[[KeywordFetch], None] | None = None,
 ) -> RunReport:
     now = now or datetime.now(UTC)
+    if not options.no_mail:
+        check_unsubscribe_config(cfg.settings.public_url, cfg.secret)
     today = run_date(cfg, now)
     report = RunReport(date=today.isoformat(), dry_run=options.dry_run, mail_target=transport.describe())
     if options.dry_run:
@@ -80,9 +83,11 @@ def _run_locked(
             if earlier:
                 report.messages.append(f"sending {len(earlier)} digest(s) left pending by an earlier run first")
                 _send(cfg, store, outbox, transport, earlier, report)
-        _fetch_and_store(cfg, store, outbox, source, options, now, today, report, on_keyword)
+        if not options.dry_run:  # earlier days' sent records leave the ledger before it grows
+            outbox.prune(KEEP_LEDGER_DAYS, today.isoformat())
+        papers, seq = _fetch_and_store(cfg, store, outbox, source, options, now, today, report, on_keyword)
         if report.fatal is None and not options.no_mail:
-            queued = _queue(cfg, store, outbox, today, now, report, dry_run=options.dry_run)
+            queued = _queue(cfg, papers, seq, outbox, today, now, report, dry_run=options.dry_run)
             if mailing and queued:
                 _send(cfg, store, outbox, transport, queued, report)
         if not options.no_readme and not options.dry_run:
@@ -107,7 +112,10 @@ def _fetch_and_store(
     today: date,
     report: RunReport,
     on_keyword: Callable[[KeywordFetch], None] | None,
-) -> None:
+) -> tuple[dict[str, list[tuple[int, Paper]]], int]:
+    """Fetch and diff every keyword; store the result (one write) unless this is a dry run.
+
+    Returns the papers per keyword as they now stand, and the run seq they belong to."""
     s = cfg.settings
     held_all = store.by_keyword()
     seen = store.seen_ids()
@@ -145,26 +153,25 @@ def _fetch_and_store(
         if on_keyword:
             on_keyword(kf)
     if options.dry_run:
-        store.preview_seq = seq
-        store.preview = {**held_all, **stored}
-        return
+        return {**held_all, **stored}, seq
     cutoff = date.fromordinal(today.toordinal() - KEEP_SEEN_DAYS).isoformat()
     seen = {kw: {i: d for i, d in ids.items() if d >= cutoff} for kw, ids in seen.items()}
     old_status = store.fetch_status()
-    for kw, st in status.items():
-        if st.get("error") and kw in old_status:
-            status[kw] = {**old_status[kw], "last_attempt": st["last_attempt"], "error": st["error"]}
-        status[kw].pop("keyword", None)
+    for name, st in status.items():
+        if st.get("error") and name in old_status:
+            status[name] = {**old_status[name], "last_attempt": st["last_attempt"], "error": st["error"]}
+        status[name].pop("keyword", None)
     store.apply(seq if stored else store.seq, stored, status, seen)
+    return store.by_keyword(), store.seq
 
 
 def _queue(
-    cfg: Config, store: PaperStore, outbox: Outbox, today: date, now: datetime, report: RunReport, *, dry_run: bool
+    cfg: Config,
+    papers: dict[str, list[tuple[int, Paper]]],
+    seq: int,
+    outbox: Outbox, today: date, now: datetime, report: RunReport, *, dry_run: bool
 ) -> list[dict[str, Any]]:
     """Queue one pending delivery per due subscriber, with their cursors, in one atomic write."""
-    papers = getattr(store, "preview", None) if dry_run else store.by_keyword()
-    seq = getattr(store, "preview_seq", store.seq) if dry_run else store.seq
-    assert papers is not None
     cursors = outbox.load_cursors()
     if dry_run:
         cursors = copy.deepcopy(cursors)
@@ -172,7 +179,7 @@ def _queue(
     planned = plan(cfg.subscribers, cfg.keywords, papers, cursors, seq=seq, start_seq=start,
                    today=today, weekly_day=cfg.settings.weekly_day)
     created = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    docs = [
+    docs: list[dict[str, Any]] = [
         {
             "email": p.email,
             "name": p.name,
@@ -236,8 +243,14 @@ def _send(
             one_click=url.startswith("http"), text=text, html=html,
         )
 
+    subscribed = {sub.email.lower() for sub in cfg.subscribers}
+
     async def jobs() -> AsyncIterator[Job]:
         for d in deliveries:
+            if d["email"].lower() not in subscribed:  # unsubscribed (or removed) since it was queued
+                on_outcome(Job(d["_id"], Envelope("", d["email"], b"", d["message_id"])),
+                           Outcome(FAILED, "no longer a subscriber"))
+                continue
             env = envelope(d)
             if env is None:
                 on_outcome(Job(d["_id"], Envelope("", d["email"], b"", d["message_id"])),
@@ -268,7 +281,21 @@ def _send(
             report.pending += 1
         outbox.maybe_flush(LEDGER_FLUSH_SECONDS)
 
-    asyncio.run(transport.deliver(jobs(), on_outcome))
+    async def deliver() -> None:
+        # A timer flushes the ledger too, not only the next outcome: while every worker waits
+        # (retry backoff, a slow server) an acceptance must still reach the disk at once.
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(LEDGER_FLUSH_SECONDS / 5)
+                outbox.maybe_flush(LEDGER_FLUSH_SECONDS)
+
+        ticker = asyncio.create_task(tick())
+        try:
+            await transport.deliver(jobs(), on_outcome)
+        finally:
+            ticker.cancel()
+
+    asyncio.run(deliver())
     outbox.save_cursors(cursors)
     outbox.flush()
     fatal = getattr(transport, "fatal", None)
@@ -286,8 +313,7 @@ def _list_id(sender: str) -> str:
 
 
 def _list_unsubscribe(r: DigestRenderer, url: str, email: str) -> str:
-    mailto = f"<mailto:{r.sender_addr}?subject=unsubscribe%20{email}>"
-    return f"<{url}>, {mailto}" if url.startswith("http") else mailto
+    return r.list_unsubscribe(email)  # https one-click link (RFC 8058) first, then mailto:
 
 
 def readme_sections(cfg: Config, papers: Mapping[str, list[tuple[int, Paper]]]) -> list[tuple[str, list[Paper]]]:

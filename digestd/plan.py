@@ -74,7 +74,10 @@ def plan(
         kw: [p.id for _, p in sorted(items, key=lambda sp: sp[1].updated, reverse=True)]
         for kw, items in papers.items()
     }
-    cache: dict[tuple[tuple[str, ...], int], dict[str, list[str]]] = {}
+    # Per (keyword, cursor), not per subscriber: subscribers share a handful of cursors, so
+    # the papers above a cursor are found once per keyword and each digest is dict lookups.
+    per_kw: dict[tuple[str, int], list[str]] = {}
+    position = {k.name: i for i, k in enumerate(keywords)}
     for sub in subscribers:
         key = sub.email.lower()
         cur = cursors.setdefault(key, {"queued_through": start_seq, "since": iso})
@@ -83,20 +86,21 @@ def plan(
             continue
         if not is_due(sub, cur, today, weekly_day):
             continue
-        kws = tuple(followed(sub, keywords))
+        kws = [k.name for k in keywords] if sub.keywords is None else \
+            sorted({k for k in sub.keywords if k in position}, key=position.__getitem__)
         through = int(cur.get("queued_through", start_seq))
-        ck = (kws, through)
-        if ck not in cache:
-            picked: dict[str, list[str]] = {}
-            for kw in kws:
+        picked: dict[str, list[str]] = {}
+        for kw in kws:
+            ck = (kw, through)
+            if ck not in per_kw:
                 ids = {pid for s, pid in by_kw_seq.get(kw, ()) if through < s <= seq}
-                if ids:
-                    picked[kw] = [pid for pid in order[kw] if pid in ids]
-            cache[ck] = picked
+                per_kw[ck] = [pid for pid in order[kw] if pid in ids] if ids else []
+            if per_kw[ck]:
+                picked[kw] = per_kw[ck]
         cur["queued_through"] = seq
-        if cache[ck]:
+        if picked:
             cur["last_queued"] = iso
-            out.append(PlannedDigest(sub.email, sub.name, cache[ck]))
+            out.append(PlannedDigest(sub.email, sub.name, picked))
         elif sub.frequency is Frequency.WEEKLY:
             cur["last_queued"] = iso
     return out

@@ -12,7 +12,9 @@ outbox is, loses nothing: the next run sees those papers above every cursor and 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -24,9 +26,11 @@ from tinydb import TinyDB
 from tinydb.middlewares import CachingMiddleware
 from tinydb.storages import Storage
 
-from digestd.atomic import write_atomic
+from digestd.atomic import fsync_dir, write_atomic
 from digestd.errors import StateError
 from digestd.models import Paper
+
+log = logging.getLogger(__name__)
 
 
 class AtomicJSONStorage(Storage):  # type: ignore[misc]
@@ -43,8 +47,8 @@ class AtomicJSONStorage(Storage):  # type: ignore[misc]
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
-        if not raw.strip():
-            return None
+        if not raw.strip():  # digestd never writes an empty file: this one lost its content
+            raise CorruptState(self.path, "the file is empty")
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as err:
@@ -71,6 +75,20 @@ class BufferedMiddleware(CachingMiddleware):  # type: ignore[misc]
     """Keep every change in memory until `flush()`: we choose the commit points."""
 
     WRITE_CACHE_SIZE = 10**12
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._cache_modified_count)
+
+    def raw_table(self, name: str) -> dict[str, dict[str, Any]]:
+        """A table's documents as stored (doc id as text -> document), to change in place:
+        O(1) per document, where tinydb's `update` copies the whole table on every call."""
+        data = self.read() or {}  # type: ignore[no-untyped-call]
+        return data.get(name, {})  # type: ignore[no-any-return]
+
+    def touch(self) -> None:
+        """Changes were made in place: the next `flush()` must write them."""
+        self._cache_modified_count += 1
 
 
 def open_db(path: Path) -> TinyDB:
@@ -191,16 +209,49 @@ class PaperStore:
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
+# While outbox.json is smaller than this, each ledger flush rewrites it (a few ms). Past it,
+# flushes append to the journal instead, and outbox.json is rewritten only once the journal
+# has grown to 1/JOURNAL_RATIO of it, and at the end of the run: rewriting a 65 MB ledger
+# (100,000 deliveries) four times a second would cost more than the sending itself.
+JOURNAL_MIN_BYTES = 1 << 20
+JOURNAL_RATIO = 4
+
+
+def _append_gz(path: Path, data: bytes) -> None:
+    """Append one gzip member (zcat and gzip.open read them as one stream), fsynced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as fh:
+        fh.write(gzip.compress(data, compresslevel=1, mtime=0))
+        fh.flush()
+        os.fsync(fh.fileno())
+    fsync_dir(path.parent)
+
 
 class Outbox:
-    """Subscriber cursors and the delivery ledger; ledger updates are batched per flush."""
+    """Subscriber cursors and the delivery ledger; ledger updates are batched per flush.
+
+    Outcomes reach the disk either by an atomic rewrite of outbox.json, or (for a large
+    ledger) by an fsynced append to outbox.journal, one JSON line per outcome naming the
+    delivery's doc id and Message-ID. Opening the outbox replays the journal over
+    outbox.json; the next full rewrite folds it in and removes it. A line cut short by a
+    crash is skipped: that delivery stays pending and is resent with the same Message-ID.
+    """
 
     def __init__(self, path: Path) -> None:
         self.db = open_db(path)
+        self.path = path
+        self.journal = path.with_suffix(".journal")
         self.cursors = self.db.table("cursors", cache_size=0)
         self.deliveries = self.db.table("deliveries", cache_size=0)
         self._buffer: dict[int, dict[str, Any]] = {}
         self._last_flush = time.monotonic()
+        self._journal_bytes = self._replay()
+
+    @property
+    def _storage(self) -> BufferedMiddleware:
+        storage = self.db.storage
+        assert isinstance(storage, BufferedMiddleware)
+        return storage
 
     # --- subscribers -------------------------------------------------------------------------
     # All cursors live in one document, so saving them costs one table rewrite, not one per
@@ -230,15 +281,33 @@ class Outbox:
         return list(self.deliveries.insert_multiple(list(docs)))
 
     def prune(self, keep_days: int, today: str) -> None:
-        """Drop sent and failed records older than `keep_days`; pending ones always stay."""
+        """Keep the ledger the size of one day: sent records of earlier days move to
+        state/sent/DAY.jsonl.gz (kept `keep_days`, for an operator asking "did she get it?"),
+        failed ones are dropped after `keep_days`; pending ones always stay.
+
+        Without this the ledger held `keep_days` days of every subscriber's deliveries:
+        at 100,000 subscribers a 900 MB outbox.json, read and written by every run."""
         cutoff = datetime.fromisoformat(today).toordinal() - keep_days
-        old = [
-            d.doc_id
-            for d in self.deliveries.all()
-            if d["status"] != PENDING and datetime.fromisoformat(d["date"]).toordinal() < cutoff
-        ]
-        if old:
-            self.deliveries.remove(doc_ids=old)
+        drop: list[int] = []
+        archive: dict[str, list[bytes]] = {}
+        for doc_id, d in self._storage.raw_table("deliveries").items():
+            if d["status"] == SENT and d["date"] < today:
+                archive.setdefault(d["date"], []).append(
+                    json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+                drop.append(int(doc_id))
+            elif d["status"] == FAILED and datetime.fromisoformat(d["date"]).toordinal() < cutoff:
+                drop.append(int(doc_id))
+        folder = self.path.parent / "sent"
+        for day, lines in sorted(archive.items()):
+            if datetime.fromisoformat(day).toordinal() >= cutoff:
+                _append_gz(folder / f"{day}.jsonl.gz", b"\n".join(lines) + b"\n")
+        if folder.is_dir():
+            for old in folder.glob("*.jsonl.gz"):
+                with contextlib.suppress(ValueError, OSError):
+                    if datetime.fromisoformat(old.name.split(".")[0]).toordinal() < cutoff:
+                        old.unlink()
+        if drop:
+            self.deliveries.remove(doc_ids=drop)
 
     def mark(self, doc_id: int, **fields: Any) -> None:
         """Record one delivery outcome in memory; `maybe_flush` writes it soon after."""
@@ -249,18 +318,90 @@ class Outbox:
             self.flush()
 
     def flush(self) -> None:
-        """Apply buffered outcomes (grouped so tinydb rewrites each table once) and commit."""
-        groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
-        for doc_id, fields in self._buffer.items():
-            key = json.dumps(fields, sort_keys=True)
-            groups.setdefault(key, (fields, []))[1].append(doc_id)
-        for fields, ids in groups.values():
-            self.deliveries.update(fields, doc_ids=ids)
-        self._buffer.clear()
-        commit(self.db)
+        """Apply buffered outcomes in place (O(outcomes), not O(ledger)) and make them durable:
+        an fsynced journal append for a large ledger, else one atomic rewrite."""
+        buffered, self._buffer = self._buffer, {}
+        lines: list[bytes] = []
+        if buffered:
+            storage = self._storage
+            docs = storage.raw_table("deliveries")
+            for doc_id, fields in buffered.items():
+                doc = docs.get(str(doc_id))
+                if doc is None:
+                    continue
+                doc.update(fields)
+                record = {"id": doc_id, "mid": doc.get("message_id"), "set": fields}
+                lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+            storage.touch()
+        if lines and self._journal_fits(sum(len(line) + 1 for line in lines)):
+            self._append(lines)
+        else:
+            self._commit()
         self._last_flush = time.monotonic()
 
+    def _journal_fits(self, more: int) -> bool:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return False
+        return size >= JOURNAL_MIN_BYTES and (self._journal_bytes + more) * JOURNAL_RATIO < size
+
+    def _append(self, lines: list[bytes]) -> None:
+        # Each batch starts on a fresh line, so a line a crash cut short stays a line of its own.
+        data = b"\n" + b"\n".join(lines) + b"\n"
+        new = not self.journal.exists()
+        fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            fsync_dir(self.journal.parent)
+        self._journal_bytes += len(data)
+
+    def _commit(self) -> None:
+        """Rewrite outbox.json atomically if anything changed; it then holds the journal too."""
+        storage = self._storage
+        if not storage.dirty:  # nothing new: a reader (status, preview) never writes
+            return
+        commit(self.db)
+        if self._journal_bytes:
+            with contextlib.suppress(FileNotFoundError):
+                self.journal.unlink()
+            fsync_dir(self.journal.parent)
+            self._journal_bytes = 0
+
+    def _replay(self) -> int:
+        """Apply the journal a killed run left over outbox.json (in memory); its size."""
+        try:
+            raw = self.journal.read_bytes()
+        except FileNotFoundError:
+            return 0
+        docs = self._storage.raw_table("deliveries")
+        skipped = 0
+        for line in raw.split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                doc = docs.get(str(record["id"]))
+                fields = dict(record["set"])
+            except (ValueError, KeyError, TypeError):
+                skipped += 1  # cut short by a crash: that delivery stays pending (resent)
+                continue
+            if doc is not None and doc.get("message_id") == record.get("mid"):
+                doc.update(fields)
+        if skipped:
+            log.warning("%s: skipped %d incomplete line(s) left by an interrupted run", self.journal, skipped)
+        return len(raw) or 1
+
     def close(self) -> None:
+        """Record what is buffered, then fold the journal into outbox.json (if this process
+        changed anything: a reader such as `digestd status` never writes)."""
         with contextlib.suppress(Exception):
             self.flush()
+            self._commit()
         self.db.close()

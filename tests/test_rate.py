@@ -1,0 +1,74 @@
+"""settings.max_rate and settings.connections, against a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from conftest import Inbox
+
+from digestd.config import SmtpSettings
+from digestd.deliver import SENT, Job, Outcome, SmtpTransport
+from digestd.message import build_message
+
+SENDER = "Daily Papers <papers@example.org>"
+
+
+def _jobs(n: int) -> list[Job]:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    return [
+        Job(i, build_message(
+            sender=SENDER, to_email=f"r{i}@example.org", to_name=None, subject=f"digest {i}", when=now,
+            msg_id=f"<m{i}@example.org>", list_id="Daily Papers <daily-papers.example.org>",
+            unsubscribe_url="<mailto:papers@example.org>", one_click=False, text=f"text {i}\n",
+            html=f"<p>html {i}</p>",
+        ))
+        for i in range(n)
+    ]
+
+
+def _deliver(port: int, jobs: list[Job], **kw: object) -> tuple[list[Outcome], float]:
+    transport = SmtpTransport(SmtpSettings("127.0.0.1", port, "none", timeout=5), **kw)  # type: ignore[arg-type]
+    outcomes: list[Outcome] = []
+
+    async def source() -> AsyncIterator[Job]:
+        for job in jobs:
+            yield job
+
+    start = time.monotonic()
+    asyncio.run(transport.deliver(source(), lambda _job, outcome: outcomes.append(outcome)))
+    return outcomes, time.monotonic() - start
+
+
+def test_max_rate_spaces_messages_across_all_connections(smtp: tuple[object, Inbox]) -> None:
+    controller, inbox = smtp
+    outcomes, took = _deliver(controller.port, _jobs(100), connections=4, max_rate=50)  # type: ignore[attr-defined]
+    assert [o.status for o in outcomes] == [SENT] * 100
+    assert len(inbox.raw) == 100
+    assert 1.9 <= took < 5, took  # 100 messages at 50/s: 99 gaps of 20 ms
+
+
+def test_without_max_rate_the_same_messages_go_at_once(smtp: tuple[object, Inbox]) -> None:
+    controller, inbox = smtp
+    outcomes, took = _deliver(controller.port, _jobs(100), connections=4)  # type: ignore[attr-defined]
+    assert len(inbox.raw) == 100 and all(o.status == SENT for o in outcomes)
+    assert took < 1.5, took
+
+
+def test_connections_is_the_number_of_sessions_each_reused(smtp: tuple[object, Inbox]) -> None:
+    controller, inbox = smtp
+    peers: list[object] = []
+    handler = controller.handler  # type: ignore[attr-defined]
+    original = handler.handle_DATA
+
+    async def handle_data(server: object, session: object, envelope: object) -> str:
+        peers.append(session.peer)  # type: ignore[attr-defined]
+        return await original(server, session, envelope)  # type: ignore[no-any-return]
+
+    handler.handle_DATA = handle_data
+    outcomes, _ = _deliver(controller.port, _jobs(60), connections=3)  # type: ignore[attr-defined]
+    assert len(outcomes) == 60 and len(inbox.raw) == 60
+    assert len(set(peers)) == 3  # three connections, each carrying many messages
