@@ -68,7 +68,8 @@ def _qp(text: str) -> bytes:
     """Quoted-printable with CRLF line ends. Encoding is line by line, so each paragraph is
     encoded once and cached: a digest's text part is mostly paragraphs every digest of the
     run shares (the papers), and b2a_qp was a tenth of the cost of a message."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     paras = text.split("\n\n")
     last = len(paras) - 1
     out: list[bytes] = []

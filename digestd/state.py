@@ -218,13 +218,14 @@ JOURNAL_RATIO = 4
 
 
 def _append_gz(path: Path, data: bytes) -> None:
-    """Append one gzip member (zcat and gzip.open read them as one stream), fsynced."""
+    """Add one gzip member (zcat and gzip.open read members as one stream). Written whole and
+    atomically: a day's file is written once, when the next day's first run moves it out."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("ab") as fh:
-        fh.write(gzip.compress(data, compresslevel=1, mtime=0))
-        fh.flush()
-        os.fsync(fh.fileno())
-    fsync_dir(path.parent)
+    try:
+        before = path.read_bytes()
+    except FileNotFoundError:
+        before = b""
+    write_atomic(path, before + gzip.compress(data, compresslevel=1, mtime=0))
 
 
 class Outbox:
