@@ -130,7 +130,7 @@ class SmtpTransport:
             port=s.port,
             timeout=s.timeout,
             use_tls=s.security == "tls",
-            start_tls=True if s.security == "starttls" else False,
+            start_tls=s.security == "starttls",
             validate_certs=True,
             tls_context=self._tls_context() if s.security != "none" else None,
         )
@@ -140,7 +140,9 @@ class SmtpTransport:
         except aiosmtplib.SMTPConnectTimeoutError:
             raise UnreachableSmtpError(f"SMTP server {where} did not answer in time") from None
         except aiosmtplib.SMTPConnectResponseError as err:
-            raise UnreachableSmtpError(f"SMTP server {where} refused the connection: {err.code} {err.message}") from None
+            raise UnreachableSmtpError(
+                f"SMTP server {where} refused the connection: {err.code} {err.message}"
+            ) from None
         except aiosmtplib.SMTPConnectError as err:
             if isinstance(err.__cause__, ssl.SSLError):
                 raise FatalSmtpError(f"TLS with SMTP server {where} failed: {err.__cause__.reason}") from None
@@ -163,6 +165,10 @@ class SmtpTransport:
                 await client.login(s.username, s.password)
             except aiosmtplib.SMTPAuthenticationError as err:
                 client.close()
+                if 400 <= err.code < 500:  # 454 "temporary authentication failure": retry later
+                    raise UnreachableSmtpError(
+                        f"SMTP server {where} could not log in {s.username} for now: {err.code} {err.message}"
+                    ) from None
                 raise FatalSmtpError(
                     f"SMTP server {where} rejected the login for {s.username}: {err.code} {err.message}"
                 ) from None
@@ -237,7 +243,8 @@ class SmtpTransport:
                     return await _reset(client)
                 client = await _reset(client)
             except aiosmtplib.SMTPAuthenticationError as err:
-                self.fatal = f"SMTP server {self.s.host}:{self.s.port} rejected authentication: {err.code} {err.message}"
+                where = f"{self.s.host}:{self.s.port}"
+                self.fatal = f"SMTP server {where} rejected authentication: {err.code} {err.message}"
                 stop.set()
                 last = self.fatal
                 break

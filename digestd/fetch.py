@@ -9,13 +9,13 @@ turns it into `arxiv.Result`s.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlencode
 
 import arxiv
 import requests
@@ -83,7 +83,7 @@ def parse_feed(body: bytes) -> list[Paper]:
             raise FetchError(f"arXiv answered with an error: {summary}")
     parsed = arxiv_feed.parse(body)
     papers = [paper_from_result(r) for r in parsed.results]
-    for earlier, later in zip(papers, papers[1:], strict=False):
+    for earlier, later in itertools.pairwise(papers):
         if later.updated > earlier.updated:
             raise FetchError("the entries are not sorted by date, newest first")
     return papers

@@ -81,7 +81,9 @@ def _run_locked(
         if mailing:
             earlier = outbox.pending()
             if earlier:
-                report.messages.append(f"sending {len(earlier)} digest(s) left pending by an earlier run first")
+                report.messages.append(
+                    f"sending {len(earlier)} digest(s) left pending by an earlier run first"
+                )
                 _send(cfg, store, outbox, transport, earlier, report)
         if not options.dry_run:  # earlier days' sent records leave the ledger before it grows
             outbox.prune(KEEP_LEDGER_DAYS, today.isoformat())
@@ -133,22 +135,37 @@ def _fetch_and_store(
             low, pend_ids = floors.get(kw.name, (1 << 60, set()))
             keep = frozenset(pend_ids | {p.id for q, p in held if q > low})
             result = diff_keyword(
-                held, fetched, seq=seq, max_results=s.max_results, stale_margin_days=s.stale_margin_days,
-                keep_ids=keep, known_ids=frozenset(seen.get(kw.name, {})),
+                held,
+                fetched,
+                seq=seq,
+                max_results=s.max_results,
+                stale_margin_days=s.stale_margin_days,
+                keep_ids=keep,
+                known_ids=frozenset(seen.get(kw.name, {})),
             )
         except (FetchError, SuspiciousResponse) as err:
             kf = KeywordFetch(kw.name, error=str(err))
             status[kw.name] = {"last_attempt": stamp, "error": str(err)}
         else:
-            kf = KeywordFetch(kw.name, fetched=len(fetched), new=result.additions, baseline=result.baseline and bool(fetched))
+            kf = KeywordFetch(
+                kw.name,
+                fetched=len(fetched),
+                new=result.additions,
+                baseline=result.baseline and bool(fetched),
+            )
             if fetched:
                 stored[kw.name] = result.stored
                 kept = {p.id for _, p in result.stored}
                 dropped = {p.id for _, p in held if p.id not in kept}
                 if dropped:
                     seen.setdefault(kw.name, {}).update(dict.fromkeys(dropped, today.isoformat()))
-            status[kw.name] = {"last_attempt": stamp, "last_success": stamp, "fetched": len(fetched),
-                               "new": len(result.additions), "error": None}
+            status[kw.name] = {
+                "last_attempt": stamp,
+                "last_success": stamp,
+                "fetched": len(fetched),
+                "new": len(result.additions),
+                "error": None,
+            }
         report.keywords.append(kf)
         if on_keyword:
             on_keyword(kf)
@@ -169,15 +186,28 @@ def _queue(
     cfg: Config,
     papers: dict[str, list[tuple[int, Paper]]],
     seq: int,
-    outbox: Outbox, today: date, now: datetime, report: RunReport, *, dry_run: bool
+    outbox: Outbox,
+    today: date,
+    now: datetime,
+    report: RunReport,
+    *,
+    dry_run: bool,
 ) -> list[dict[str, Any]]:
     """Queue one pending delivery per due subscriber, with their cursors, in one atomic write."""
     cursors = outbox.load_cursors()
     if dry_run:
         cursors = copy.deepcopy(cursors)
     start = max(seq - 1, 0) if any(k.new for k in report.keywords) else seq
-    planned = plan(cfg.subscribers, cfg.keywords, papers, cursors, seq=seq, start_seq=start,
-                   today=today, weekly_day=cfg.settings.weekly_day)
+    planned = plan(
+        cfg.subscribers,
+        cfg.keywords,
+        papers,
+        cursors,
+        seq=seq,
+        start_seq=start,
+        today=today,
+        weekly_day=cfg.settings.weekly_day,
+    )
     created = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     docs: list[dict[str, Any]] = [
         {
@@ -208,7 +238,11 @@ def _queue(
 
 
 def _send(
-    cfg: Config, store: PaperStore, outbox: Outbox, transport: Transport, deliveries: list[dict[str, Any]],
+    cfg: Config,
+    store: PaperStore,
+    outbox: Outbox,
+    transport: Transport,
+    deliveries: list[dict[str, Any]],
     report: RunReport,
 ) -> None:
     by_kw = {kw: {p.id: p for _, p in items} for kw, items in store.by_keyword().items()}
@@ -220,13 +254,20 @@ def _send(
     def renderer(day: str) -> DigestRenderer:
         if day not in renderers:
             renderers[day] = DigestRenderer(
-                cfg.paths.templates, date=day, list_name=s.list_name, sender=cfg.sender,
-                full_abstracts=s.full_abstracts, public_url=s.public_url, secret=cfg.secret,
+                cfg.paths.templates,
+                date=day,
+                list_name=s.list_name,
+                sender=cfg.sender,
+                full_abstracts=s.full_abstracts,
+                public_url=s.public_url,
+                secret=cfg.secret,
             )
         return renderers[day]
 
     def envelope(d: dict[str, Any]) -> Envelope | None:
-        additions = {kw: [by_kw[kw][i] for i in ids if i in by_kw.get(kw, {})] for kw, ids in d["papers"].items()}
+        additions = {
+            kw: [by_kw[kw][i] for i in ids if i in by_kw.get(kw, {})] for kw, ids in d["papers"].items()
+        }
         order = [k.name for k in cfg.keywords] + [kw for kw in additions if cfg.keyword(kw) is None]
         sections = group_for_subscriber(order, additions)
         if not sections:
@@ -235,12 +276,17 @@ def _send(
         text, html = r.render(d["email"], sections)
         url = r.unsubscribe_url(d["email"])
         return build_message(
-            sender=cfg.sender, to_email=d["email"], to_name=d.get("name"),
+            sender=cfg.sender,
+            to_email=d["email"],
+            to_name=d.get("name"),
             subject=f"{s.list_name} {d['date']}: {plural(count_papers(sections), 'new paper')}",
             when=datetime.fromisoformat(d["created"].replace("Z", "+00:00")),
-            msg_id=d["message_id"], list_id=f"{s.list_name} <{_list_id(cfg.sender)}>",
+            msg_id=d["message_id"],
+            list_id=f"{s.list_name} <{_list_id(cfg.sender)}>",
             unsubscribe_url=_list_unsubscribe(r, url, d["email"]),
-            one_click=url.startswith("http"), text=text, html=html,
+            one_click=url.startswith("http"),
+            text=text,
+            html=html,
         )
 
     subscribed = {sub.email.lower() for sub in cfg.subscribers}
@@ -248,13 +294,17 @@ def _send(
     async def jobs() -> AsyncIterator[Job]:
         for d in deliveries:
             if d["email"].lower() not in subscribed:  # unsubscribed (or removed) since it was queued
-                on_outcome(Job(d["_id"], Envelope("", d["email"], b"", d["message_id"])),
-                           Outcome(FAILED, "no longer a subscriber"))
+                on_outcome(
+                    Job(d["_id"], Envelope("", d["email"], b"", d["message_id"])),
+                    Outcome(FAILED, "no longer a subscriber"),
+                )
                 continue
             env = envelope(d)
             if env is None:
-                on_outcome(Job(d["_id"], Envelope("", d["email"], b"", d["message_id"])),
-                           Outcome(FAILED, "its papers are no longer in the state"))
+                on_outcome(
+                    Job(d["_id"], Envelope("", d["email"], b"", d["message_id"])),
+                    Outcome(FAILED, "its papers are no longer in the state"),
+                )
                 continue
             yield Job(d["_id"], env)
             await asyncio.sleep(0)
@@ -275,7 +325,9 @@ def _send(
             cur["fail_streak"] = int(cur.get("fail_streak", 0)) + 1
             if cur["fail_streak"] >= s.pause_after_failures and not cur.get("paused"):
                 cur["paused"] = f"paused after {cur['fail_streak']} permanent failures: {outcome.detail}"
-                report.messages.append(f"paused {d['email']}: {cur['fail_streak']} permanent failures in a row")
+                report.messages.append(
+                    f"paused {d['email']}: {cur['fail_streak']} permanent failures in a row"
+                )
         else:
             outbox.mark(job.key, status=PENDING, error=outcome.detail)
             report.pending += 1
@@ -316,7 +368,9 @@ def _list_unsubscribe(r: DigestRenderer, url: str, email: str) -> str:
     return r.list_unsubscribe(email)  # https one-click link (RFC 8058) first, then mailto:
 
 
-def readme_sections(cfg: Config, papers: Mapping[str, list[tuple[int, Paper]]]) -> list[tuple[str, list[Paper]]]:
+def readme_sections(
+    cfg: Config, papers: Mapping[str, list[tuple[int, Paper]]]
+) -> list[tuple[str, list[Paper]]]:
     return [(k.name, latest(papers.get(k.name, []), cfg.settings.readme_rows)) for k in cfg.keywords]
 
 
@@ -324,8 +378,11 @@ def _publish(cfg: Config, store: PaperStore, today: date) -> bool:
     existing = cfg.paths.readme.read_text(encoding="utf-8") if cfg.paths.readme.exists() else None
     header = text_env(cfg.paths.templates).get_template("readme_header.md.j2")
     text = publish.render_readme(
-        header, today.isoformat(), readme_sections(cfg, store.by_keyword()),
-        max_results=cfg.settings.max_results, existing=existing,
+        header,
+        today.isoformat(),
+        readme_sections(cfg, store.by_keyword()),
+        max_results=cfg.settings.max_results,
+        existing=existing,
     )
     return publish.write_readme(cfg.paths.readme, text)
 
@@ -339,7 +396,9 @@ def _summary(report: RunReport, now: datetime) -> dict[str, Any]:
         "sent": report.sent,
         "pending": report.pending,
         "failed": report.failed,
-        "keywords": {k.keyword: {"fetched": k.fetched, "new": len(k.new), "error": k.error} for k in report.keywords},
+        "keywords": {
+            k.keyword: {"fetched": k.fetched, "new": len(k.new), "error": k.error} for k in report.keywords
+        },
         "fatal": report.fatal,
     }
 

@@ -21,7 +21,10 @@ def preview(cfg: Config, email: str, today: str) -> tuple[str, str, str]:
     sub = next((s for s in cfg.subscribers if s.email.lower() == email.lower()), None)
     if sub is None:
         raise UsageError(f"{email} is not a subscriber (see `digestd subscribers list`)")
-    store, outbox = PaperStore(cfg.paths.papers_db), Outbox(cfg.paths.outbox_db)
+    store, outbox = (
+        PaperStore(cfg.paths.papers_db, read_only=True),
+        Outbox(cfg.paths.outbox_db, read_only=True),
+    )
     try:
         held = store.by_keyword()
         pending = [d for d in outbox.pending() if d["email"].lower() == sub.email.lower()]
@@ -48,8 +51,13 @@ def preview(cfg: Config, email: str, today: str) -> tuple[str, str, str]:
         source = f"the latest {LATEST_PER_KEYWORD} papers per keyword (nothing new is waiting)"
     sections = group_for_subscriber(kws + [k for k in additions if k not in kws], additions)
     renderer = DigestRenderer(
-        cfg.paths.templates, date=today, list_name=cfg.settings.list_name, sender=cfg.sender,
-        full_abstracts=cfg.settings.full_abstracts, public_url=cfg.settings.public_url, secret=cfg.secret,
+        cfg.paths.templates,
+        date=today,
+        list_name=cfg.settings.list_name,
+        sender=cfg.sender,
+        full_abstracts=cfg.settings.full_abstracts,
+        public_url=cfg.settings.public_url,
+        secret=cfg.secret,
     )
     text, html = renderer.render(sub.email, sections)
     return text, html, source

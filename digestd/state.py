@@ -33,7 +33,7 @@ from digestd.models import Paper
 log = logging.getLogger(__name__)
 
 
-class AtomicJSONStorage(Storage):  # type: ignore[misc]
+class AtomicJSONStorage(Storage):
     """tinydb storage that never leaves a half-written file: temp file, fsync, rename.
 
     tinydb's JSONStorage truncates and rewrites in place, so a kill mid-write breaks it.
@@ -71,7 +71,7 @@ class CorruptState(Exception):
         self.why = why
 
 
-class BufferedMiddleware(CachingMiddleware):  # type: ignore[misc]
+class BufferedMiddleware(CachingMiddleware):
     """Keep every change in memory until `flush()`: we choose the commit points."""
 
     WRITE_CACHE_SIZE = 10**12
@@ -91,17 +91,25 @@ class BufferedMiddleware(CachingMiddleware):  # type: ignore[misc]
         self._cache_modified_count += 1
 
 
-def open_db(path: Path) -> TinyDB:
-    """Open a state file; an unreadable one is moved aside and named, never replaced silently."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = TinyDB(str(path), storage=BufferedMiddleware(AtomicJSONStorage))
+def open_db(path: Path, *, read_only: bool = False) -> TinyDB:
+    """Open a state file; an unreadable one is moved aside and named, never replaced silently.
+
+    `read_only` (status, preview) names the broken file but leaves it where it is."""
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    db = TinyDB(str(path), storage=BufferedMiddleware(AtomicJSONStorage))  # type: ignore[no-untyped-call]
     try:
         db.storage.read()
         db.tables()
     except CorruptState as err:
+        if read_only:
+            raise StateError(
+                f"state file {path} is unreadable ({err.why}); "
+                "the next `digestd run` moves it aside and says what to do"
+            ) from None
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-        os.replace(path, aside)
+        path.replace(aside)
         raise StateError(
             f"state file {path} is unreadable ({err.why}); it was moved to {aside.name}. "
             "Restore it from a backup, or run again to start that file afresh "
@@ -112,14 +120,16 @@ def open_db(path: Path) -> TinyDB:
 
 def commit(db: TinyDB) -> None:
     """Write every buffered change in one atomic write."""
-    db.storage.flush()
+    storage = db.storage
+    assert isinstance(storage, BufferedMiddleware)
+    storage.flush()  # type: ignore[no-untyped-call]
 
 
 class PaperStore:
     """Papers per keyword plus the run counter: the input to diff, plan and the README."""
 
-    def __init__(self, path: Path) -> None:
-        self.db = open_db(path)
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.db = open_db(path, read_only=read_only)
         self.papers = self.db.table("papers", cache_size=0)
         self.meta = self.db.table("meta", cache_size=0)
         self.fetches = self.db.table("fetches", cache_size=0)
@@ -174,16 +184,12 @@ class PaperStore:
         seen: dict[str, dict[str, str]] | None = None,
     ) -> None:
         """Replace the papers of the keywords in `stored` and record the run seq: one write."""
-        keep = {
-            doc.doc_id for doc in self.papers.all() if doc["keyword"] not in stored
-        }
+        keep = {doc.doc_id for doc in self.papers.all() if doc["keyword"] not in stored}
         drop = [doc.doc_id for doc in self.papers.all() if doc.doc_id not in keep]
         if drop:
             self.papers.remove(doc_ids=drop)
         rows = [
-            {"keyword": kw, "seq": s, "paper": p.to_dict()}
-            for kw, items in stored.items()
-            for s, p in items
+            {"keyword": kw, "seq": s, "paper": p.to_dict()} for kw, items in stored.items() for s, p in items
         ]
         if rows:
             self.papers.insert_multiple(rows)
@@ -238,8 +244,8 @@ class Outbox:
     crash is skipped: that delivery stays pending and is resent with the same Message-ID.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.db = open_db(path)
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.db = open_db(path, read_only=read_only)
         self.path = path
         self.journal = path.with_suffix(".journal")
         self.cursors = self.db.table("cursors", cache_size=0)
@@ -294,7 +300,8 @@ class Outbox:
         for doc_id, d in self._storage.raw_table("deliveries").items():
             if d["status"] == SENT and d["date"] < today:
                 archive.setdefault(d["date"], []).append(
-                    json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+                    json.dumps(d, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                )
                 drop.append(int(doc_id))
             elif d["status"] == FAILED and datetime.fromisoformat(d["date"]).toordinal() < cutoff:
                 drop.append(int(doc_id))
@@ -355,7 +362,7 @@ class Outbox:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

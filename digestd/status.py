@@ -10,8 +10,8 @@ from digestd.state import FAILED, PENDING, Outbox, PaperStore
 
 
 def gather(cfg: Config, next_timer: str | None) -> dict[str, Any]:
-    store = PaperStore(cfg.paths.papers_db)
-    outbox = Outbox(cfg.paths.outbox_db)
+    store = PaperStore(cfg.paths.papers_db, read_only=True)
+    outbox = Outbox(cfg.paths.outbox_db, read_only=True)
     try:
         held = store.by_keyword()
         fetches = store.fetch_status()

@@ -94,6 +94,7 @@ class Faults:
     accept_delay: float = 0.0
     slow_data: list[float] = field(default_factory=list)  # extra delays for the next DATAs, in turn
     refuse_auth: bool = False
+    auth_reply: str | None = None  # with refuse_auth: the reply instead of 535 (e.g. a 454)
     refuse_sender: str | None = None  # a reply to every MAIL FROM (e.g. 553: not your address)
 
 
@@ -178,7 +179,8 @@ class FaultHandler:
             login, password = auth_data.login.decode(), auth_data.password.decode()
         ok = not self.faults.refuse_auth and (login, password) == self.credentials
         self.record("auth", login, ok, _tls(server, session))
-        return AuthResult(success=ok, handled=False)
+        message = None if ok else self.faults.auth_reply
+        return AuthResult(success=ok, handled=False, message=message)
 
     async def handle_MAIL(
         self, server: _FaultSMTP, session: Session, envelope: Envelope, address: str, options: list[str]

@@ -287,6 +287,22 @@ def test_auth_refused_stops_at_once_exit_1_names_host_and_cause_never_the_passwo
         assert {m.message_id for m in srv.messages} == pending_ids and len(srv.messages) == 3
 
 
+def test_temporary_auth_failure_454_leaves_digests_pending_exit_75(tmp_path: Path, certs: Certs) -> None:
+    home = two_keyword_home(tmp_path)
+    faults = Faults(refuse_auth=True, auth_reply="454 4.7.0 Temporary authentication failure")
+    with FakeArxiv(day_feeds(1)) as fake, \
+            FaultServer(faults, tls=certs, require_starttls=True, auth=(USER, PASSWORD)) as srv:
+        baseline_then_new_day(home, fake)
+        env = srv.env(DIGESTD_SMTP_USERNAME=USER, DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_RETRIES="1")
+        code, out, _ = run_cli(home, fake, env)
+        assert code == 75, out  # for now, not a person's fault: the next run retries
+        assert "454" in out and PASSWORD not in out
+        assert srv.messages == [] and len(by_status(home)["pending"]) == 3
+        srv.faults.refuse_auth = False
+        later_run(home, fake, env)
+        assert len(srv.messages) == 3
+
+
 def test_server_without_starttls_is_an_error_and_nothing_is_sent_in_clear(tmp_path: Path) -> None:
     home = two_keyword_home(tmp_path)
     # A server that offers no STARTTLS but happily offers AUTH in clear: a downgrade.

@@ -128,7 +128,8 @@ def render_status(info: dict[str, Any]) -> list[str]:
         lines.append(f"  {k['name']}: {state}; {last}{err}")
     d = info["deliveries"]
     lines.append(f"subscribers: {info['subscribers']}; deliveries: {d['pending']} pending, "
-                 f"{d['sent']} sent, {d['failed']} failed (last 14 days)")
+                 f"{d['sent']} sent on the last run's day (older ones: state/sent/), "
+                 f"{d['failed']} failed in the last 14 days")
     for f in info["failed"]:
         lines.append(f"  failed {f['date']} {f['email']}: {f['error']}")
     if info["paused"]:
