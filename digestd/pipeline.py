@@ -74,6 +74,9 @@ def _run_locked(
     report: RunReport,
     on_keyword: Callable[[KeywordFetch], None] | None,
 ) -> RunReport:
+    if not options.dry_run:  # temp files a killed write left behind (we hold the lock)
+        for tmp in cfg.paths.state_dir.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
     store = PaperStore(cfg.paths.papers_db)
     outbox = Outbox(cfg.paths.outbox_db)
     try:
@@ -208,6 +211,11 @@ def _queue(
         today=today,
         weekly_day=cfg.settings.weekly_day,
     )
+    # Forget people no longer subscribed, so one who subscribes again starts afresh: no
+    # backlog from an old cursor, no pause left over from an old address's bounces.
+    current = {sub.email.lower() for sub in cfg.subscribers}
+    for email in [e for e in cursors if e not in current]:
+        del cursors[email]
     created = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     docs: list[dict[str, Any]] = [
         {

@@ -80,7 +80,9 @@ def plan(
     position = {k.name: i for i, k in enumerate(keywords)}
     for sub in subscribers:
         key = sub.email.lower()
-        cur = cursors.setdefault(key, {"queued_through": start_seq, "since": iso})
+        cur = cursors.setdefault(key, {})
+        cur.setdefault("queued_through", start_seq)  # a record made by a send outcome alone
+        cur.setdefault("since", iso)  # lacks these; without "since" weekly is never due
         if sub.status is SubscriberStatus.PAUSED or cur.get("paused"):
             cur["queued_through"] = seq
             continue

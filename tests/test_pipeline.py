@@ -98,3 +98,32 @@ def test_maildir_default_and_dry_run(tmp_path: Path) -> None:
         real = run_once(home, fake, now=at("2026-11-20"))
     assert real.sent == 1 and "Maildir" in real.mail_target
     assert len(list((home / "state" / "maildir" / "new").iterdir())) == 1
+
+
+def test_resubscribing_starts_afresh_without_a_backlog(tmp_path: Path, smtp: tuple[object, Inbox]) -> None:
+    controller, inbox = smtp
+    alice = {"email": "alice@example.org"}
+    home = write_instance(tmp_path, [KW_A], [alice], timezone="UTC")
+    env = smtp_env(controller)
+    with FakeArxiv({KW_A: make_papers(KW_A, 5, date="2026-11-19")}) as fake:
+        run_once(home, fake, env=env, now=at("2026-11-19"))  # baseline
+        fake.feeds[KW_A] = [make_paper(300, KW_A, "2026-11-20"), *fake.feeds[KW_A]]
+        assert run_once(home, fake, env=env, now=at("2026-11-20")).sent == 1
+        write_instance(tmp_path, [KW_A], [], timezone="UTC")  # alice unsubscribes
+        fake.feeds[KW_A] = [make_paper(301, KW_A, "2026-11-21"), *fake.feeds[KW_A]]
+        assert run_once(home, fake, env=env, now=at("2026-11-21")).sent == 0
+        write_instance(tmp_path, [KW_A], [alice], timezone="UTC")  # and comes back
+        fake.feeds[KW_A] = [make_paper(302, KW_A, "2026-11-22"), *fake.feeds[KW_A]]
+        assert run_once(home, fake, env=env, now=at("2026-11-22")).sent == 1
+    first, second = inbox.to("alice@example.org")
+    assert _ids(first) == {"2611.00300"}
+    assert _ids(second) == {"2611.00302"}  # not the paper of the day she was away
+
+
+def test_stale_temp_files_are_cleaned_up(tmp_path: Path) -> None:
+    home = write_instance(tmp_path, [KW_A], [], timezone="UTC")
+    leftover = home / "state" / ".papers.json.abc123.tmp"
+    leftover.write_text('{"half": ')
+    with FakeArxiv({KW_A: make_papers(KW_A, 3, date="2026-11-19")}) as fake:
+        run_once(home, fake, now=at("2026-11-19"))
+    assert not leftover.exists()
