@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -13,9 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.resolver import implicit_resolvers
 
 from digestd.errors import ConfigError
+from digestd.fastyaml import NOT_SIMPLE, fast_yaml
 from digestd.models import Frequency, Keyword, Subscriber, SubscriberStatus
 
 SUBSCRIBERS_FILE = "subscribers.yaml"
@@ -145,7 +144,7 @@ def parse_yaml(text: str, path: Path, *, round_trip: bool = False) -> Any:
     """
     if not round_trip:
         data = fast_yaml(text)
-        if data is not _NOT_SIMPLE:
+        if data is not NOT_SIMPLE:
             return data
     yaml = YAML(typ="rt" if round_trip else "safe", pure=True)
     try:
@@ -156,207 +155,6 @@ def parse_yaml(text: str, path: Path, *, round_trip: bool = False) -> Any:
         raise ConfigError(f"{path}{where}: malformed YAML: {err.problem or err}") from None
     except YAMLError as err:
         raise ConfigError(f"{path}: malformed YAML: {err}") from None
-
-
-# --------------------------------------------------------------------------- fast YAML subset
-
-_NOT_SIMPLE: Any = object()  # fast_yaml's answer for a text outside its subset
-
-
-class _NotSimple(Exception):
-    pass
-
-
-_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):(?: +(.*))?$")
-_INDICATORS = frozenset("?:,[]{}#&*!|>'\"%@`")
-_FLOW_ITEM_END = re.compile(r"[,\]]")
-# The YAML 1.2 implicit types ruamel's safe loader resolves plain scalars to (int, float,
-# bool, null, timestamp, merge...): a plain scalar matching one is built by ruamel itself.
-_IMPLICIT = [(re.compile(rx.pattern, rx.flags), set(first))
-             for versions, _tag, rx, first in implicit_resolvers if (1, 2) in versions]
-_IMPLICIT_FIRST = frozenset().union(*(first for _, first in _IMPLICIT))
-
-
-@functools.lru_cache(maxsize=1024)
-def _typed_scalar(text: str) -> Any:
-    try:
-        return YAML(typ="safe", pure=True).load(text)
-    except Exception:  # merge keys, `=` and the like: the full loader decides
-        raise _NotSimple from None
-
-
-def _implicit(text: str) -> bool:
-    """True when a plain scalar resolves to something other than a string."""
-    c = text[:1]
-    return c in _IMPLICIT_FIRST and any(c in first and rx.match(text) for rx, first in _IMPLICIT)
-
-
-def _plain(text: str) -> Any:
-    """A plain scalar (comment and trailing blanks already cut) as the safe loader builds it."""
-    if not text or text[0] in _INDICATORS or text == "-" or text.startswith(("- ", "-\t")) or ": " in text \
-            or text.endswith(":") or " #" in text:
-        raise _NotSimple
-    return _typed_scalar(text) if _implicit(text) else text
-
-
-def _end_of_value(rest: str) -> None:
-    """After a quoted scalar or a flow sequence: nothing, or a comment."""
-    if (rest.strip() and not rest.lstrip(" ").startswith("#")) or (rest and not rest.startswith(" ")):
-        raise _NotSimple
-
-
-def _quoted(text: str) -> tuple[str, str]:
-    """A single- or double-quoted scalar at the start of `text`: (value, what follows)."""
-    q = text[0]
-    if q == '"':
-        end = text.find('"', 1)
-        if end < 0 or "\\" in text[:end]:
-            raise _NotSimple
-        return text[1:end], text[end + 1 :]
-    i = 1
-    while True:
-        end = text.find("'", i)
-        if end < 0:
-            raise _NotSimple
-        if text.startswith("''", end):
-            i = end + 2
-            continue
-        return text[1:end].replace("''", "'"), text[end + 1 :]
-
-
-def _flow_sequence(text: str) -> list[Any]:
-    """`[a, 'b c', d]` on one line: plain or quoted scalars only."""
-    items: list[Any] = []
-    i = 1
-    n = len(text)
-    while True:
-        while i < n and text[i] == " ":
-            i += 1
-        if i >= n:
-            raise _NotSimple
-        if text[i] == "]" and not items:
-            i += 1
-            break
-        if text[i] in "'\"":
-            value, rest = _quoted(text[i:])
-            items.append(value)
-            i = n - len(rest)
-            while i < n and text[i] == " ":
-                i += 1
-        else:
-            m = _FLOW_ITEM_END.search(text, i)
-            if m is None:
-                raise _NotSimple
-            raw = text[i : m.start()].rstrip(" ")
-            if any(c in raw for c in "[]{}#") or raw.startswith(("- ", "-\t")):
-                raise _NotSimple
-            items.append(_plain(raw))
-            i = m.start()
-        if i >= n:
-            raise _NotSimple
-        if text[i] == "]":
-            i += 1
-            break
-        if text[i] != ",":
-            raise _NotSimple
-        i += 1
-        j = i
-        while j < n and text[j] == " ":
-            j += 1
-        if j < n and text[j] == "]":  # a trailing comma: leave it to ruamel
-            raise _NotSimple
-    _end_of_value(text[i:])
-    return items
-
-
-def _inline(text: str) -> Any:
-    """A value on the same line as its key or dash."""
-    c = text[0]
-    if c == "[":
-        return _flow_sequence(text)
-    if c in "'\"":
-        value, rest = _quoted(text)
-        _end_of_value(rest)
-        return value
-    cut = text.find(" #")
-    return _plain((text if cut < 0 else text[:cut]).rstrip(" "))
-
-
-def fast_yaml(text: str) -> Any:
-    """The data of a YAML document in the plain block style (mappings with simple keys,
-    sequences, plain or quoted one-line scalars, one-line flow sequences, comments), exactly
-    as ruamel's safe loader builds it; `_NOT_SIMPLE` for anything else (anchors, tags, block
-    scalars, flow mappings, escapes, multi-line scalars, tabs, duplicate keys, errors...)."""
-    if not text or "\t" in text or "\r" in text or text[0] == "\ufeff":
-        return _NOT_SIMPLE
-    lines: list[tuple[int, str]] = []
-    for raw in text.split("\n"):
-        body = raw.lstrip(" ")
-        if not body or body[0] == "#":
-            continue
-        if raw.startswith(("---", "...", "%")):
-            return _NOT_SIMPLE
-        lines.append((len(raw) - len(body), body.rstrip(" ")))
-    if not lines:
-        return _NOT_SIMPLE
-    pos = 0
-    count = len(lines)
-
-    def node(indent: int) -> Any:
-        body = lines[pos][1]
-        return sequence(indent) if body == "-" or body.startswith("- ") else mapping(indent)
-
-    def mapping(indent: int) -> dict[str, Any]:
-        nonlocal pos
-        out: dict[str, Any] = {}
-        while pos < count and lines[pos][0] == indent:
-            body = lines[pos][1]
-            m = _KEY.match(body)
-            if m is None or m[1] in out or body.startswith("- ") or _implicit(m[1]):
-                if body.startswith("- ") and out:
-                    break  # a sequence at this indent belongs to the key before
-                raise _NotSimple
-            pos += 1
-            out[m[1]] = value(m[2], indent)
-        return out
-
-    def value(rest: str | None, indent: int) -> Any:
-        if rest is None or rest.startswith("#"):
-            if pos < count:
-                nxt, body = lines[pos]
-                if nxt > indent:
-                    return node(nxt)
-                if nxt == indent and body.startswith("- "):
-                    return sequence(indent)
-            return None
-        return _inline(rest)
-
-    def sequence(indent: int) -> list[Any]:
-        nonlocal pos
-        out: list[Any] = []
-        while pos < count and lines[pos][0] == indent and lines[pos][1].startswith("- "):
-            item = lines[pos][1][2:]
-            stripped = item.lstrip(" ")
-            inner = indent + 2 + len(item) - len(stripped)
-            if not stripped or stripped[0] == "#" or stripped.startswith(("- ", "? ")):
-                raise _NotSimple
-            if _KEY.match(stripped) or stripped.startswith(("-", "?")):
-                if not _KEY.match(stripped):
-                    raise _NotSimple
-                lines[pos] = (inner, stripped)  # "- key: value" opens a mapping at that column
-                out.append(mapping(inner))
-            else:
-                pos += 1
-                out.append(_inline(stripped))
-        return out
-
-    try:
-        data = node(lines[0][0])
-    except _NotSimple:
-        return _NOT_SIMPLE
-    if pos != count or lines[0][0] != 0:
-        return _NOT_SIMPLE
-    return data
 
 
 def load_config(home: Path, env: dict[str, str] | None = None) -> Config:

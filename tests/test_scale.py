@@ -19,9 +19,10 @@ from conftest import Inbox
 from ruamel.yaml import YAML
 
 from digestd import state
-from digestd.config import _NOT_SIMPLE, fast_yaml, parse_yaml
+from digestd.config import parse_yaml
 from digestd.deliver import sendmail
 from digestd.errors import ConfigError
+from digestd.fastyaml import NOT_SIMPLE, fast_yaml
 from digestd.message import Envelope, _b64, _qp
 from digestd.state import PENDING, SENT, Outbox
 
@@ -89,12 +90,12 @@ def test_fast_yaml_builds_what_ruamel_builds_or_leaves_it_to_ruamel() -> None:
         try:
             expected: Any = YAML(typ="safe", pure=True).load(text)
         except Exception:
-            expected = _NOT_SIMPLE  # an error: only ruamel may report it (with file and line)
+            expected = NOT_SIMPLE  # an error: only ruamel may report it (with file and line)
         got = fast_yaml(text)
-        if got is _NOT_SIMPLE:
+        if got is NOT_SIMPLE:
             continue
         handled += 1
-        assert expected is not _NOT_SIMPLE, text
+        assert expected is not NOT_SIMPLE, text
         assert _typed(got) == _typed(expected), text
     assert handled > 500  # the fast path did most of the plain documents
 
@@ -123,7 +124,7 @@ settings:
 """]
     for text in texts:
         data = fast_yaml(text)
-        assert data is not _NOT_SIMPLE
+        assert data is not NOT_SIMPLE
         assert _typed(data) == _typed(YAML(typ="safe", pure=True).load(text))
 
 
