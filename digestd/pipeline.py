@@ -96,7 +96,11 @@ def _run_locked(
             if mailing and queued:
                 _send(cfg, store, outbox, transport, queued, report)
         if not options.no_readme and not options.dry_run:
-            report.readme_written = _publish(cfg, store, today)
+            failed = {k.keyword for k in report.keywords if k.error}
+            if report.keywords and len(failed) == len(report.keywords):
+                report.messages.append("README.md left as it was: no keyword could be fetched")
+            else:
+                report.readme_written = _publish(cfg, store, today, failed)
         if not options.dry_run:
             outbox.prune(KEEP_LEDGER_DAYS, today.isoformat())
             outbox.flush()
@@ -382,7 +386,7 @@ def readme_sections(
     return [(k.name, latest(papers.get(k.name, []), cfg.settings.readme_rows)) for k in cfg.keywords]
 
 
-def _publish(cfg: Config, store: PaperStore, today: date) -> bool:
+def _publish(cfg: Config, store: PaperStore, today: date, failed: set[str]) -> bool:
     existing = cfg.paths.readme.read_text(encoding="utf-8") if cfg.paths.readme.exists() else None
     header = text_env(cfg.paths.templates).get_template("readme_header.md.j2")
     text = publish.render_readme(
@@ -391,6 +395,7 @@ def _publish(cfg: Config, store: PaperStore, today: date) -> bool:
         readme_sections(cfg, store.by_keyword()),
         max_results=cfg.settings.max_results,
         existing=existing,
+        failed=failed,
     )
     return publish.write_readme(cfg.paths.readme, text)
 

@@ -8,7 +8,7 @@ characters fold behind their first five.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import jinja2
@@ -41,15 +41,53 @@ def row(paper: Paper) -> str:
     )
 
 
-def render_sections(date: str, sections: Sequence[tuple[str, Sequence[Paper]]]) -> str:
-    """`Last update:` and one table per keyword: what sits between the markers."""
+def render_sections(
+    date: str, sections: Sequence[tuple[str, Sequence[Paper]]], keep: Mapping[str, str] | None = None
+) -> str:
+    """`Last update:` and one table per keyword: what sits between the markers. A keyword in
+    `keep` (its fetch failed) is written exactly as the README showed it before."""
+    keep = keep or {}
     parts = [f"Last update: {date}\n\n"]
     for name, papers in sections:
+        if name in keep:
+            parts.append(keep[name])
+            continue
         parts.append(f"## {name}\n")
         parts.append(TABLE_HEAD)
         parts.extend(row(p) for p in papers)
         parts.append("\n")
     return "".join(parts)
+
+
+def _split(existing: str | None) -> tuple[str, str, str] | None:
+    """(before, between, after) the markers, or None when the README has none."""
+    if existing is None or START not in existing or END not in existing.split(START, 1)[1]:
+        return None
+    before, rest = existing.split(START, 1)
+    between, after = rest.split(END, 1)
+    return before, between, after
+
+
+def existing_sections(existing: str | None) -> dict[str, str]:
+    """Each keyword's section as the README shows it now: `## KW` to the blank line after it.
+
+    Only the generated part is read (between the markers, if there are any), so a heading
+    of the project's own documentation is never taken for a keyword."""
+    parts = _split(existing)
+    text = parts[1] if parts else existing or ""
+    out: dict[str, str] = {}
+    lines = text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("## "):
+            j = i + 1
+            while j < len(lines) and lines[j].strip():
+                j += 1
+            out[lines[i][3:].rstrip("\n")] = "".join(lines[i:j]) + "\n"
+            i = j
+        else:
+            i += 1
+    return out
 
 
 def render_readme(
@@ -59,12 +97,16 @@ def render_readme(
     *,
     max_results: int,
     existing: str | None = None,
+    failed: Iterable[str] = (),
 ) -> str:
-    """The whole README, or `existing` with only the text between the markers replaced."""
-    body = render_sections(date, sections)
-    if existing is not None and START in existing and END in existing.split(START, 1)[1]:
-        before, rest = existing.split(START, 1)
-        after = rest.split(END, 1)[1]
+    """The whole README, or `existing` with only the text between the markers replaced.
+
+    The sections of `failed` keywords stay as `existing` shows them, byte for byte."""
+    old = existing_sections(existing)
+    body = render_sections(date, sections, {k: old[k] for k in failed if k in old})
+    parts = _split(existing)
+    if parts is not None:
+        before, _, after = parts
         return f"{before}{START}\n{body}{END}{after}"
     return header_template.render(max_results=max_results) + body
 

@@ -35,3 +35,34 @@ def test_classic_format_is_collapsed_the_same_way(tmp_path: Path) -> None:
     with FakeArxiv(feeds, classic=True) as fake:
         run_once(home, fake, now=at(seed_last_update(path)))
     assert (home / "README.md").read_bytes() == path.read_bytes()
+
+
+def test_a_failed_keyword_keeps_its_section_even_on_a_first_run(tmp_path: Path) -> None:
+    """Adopting digestd over an existing README: a keyword whose first fetch fails keeps the
+    section the README already had, byte for byte, instead of an empty table."""
+    from fakearxiv import Fault
+
+    path = SEEDS["000"]
+    feeds = parse_seed(path)
+    home = write_instance(tmp_path, list(feeds), [], timezone="UTC")
+    (home / "README.md").write_bytes(path.read_bytes())
+    broken = list(feeds)[2]
+    with FakeArxiv(feeds) as fake:
+        fake.faults[broken] = [Fault.status(503)] * 5
+        report = run_once(home, fake, now=at(seed_last_update(path)))
+    assert [k.keyword for k in report.keywords if k.error] == [broken]
+    assert (home / "README.md").read_bytes() == path.read_bytes()
+
+
+def test_readme_untouched_when_no_keyword_could_be_fetched(tmp_path: Path) -> None:
+    from fakearxiv import Fault
+
+    path = SEEDS["001"]
+    feeds = parse_seed(path)
+    home = write_instance(tmp_path, list(feeds), [], timezone="UTC")
+    (home / "README.md").write_bytes(path.read_bytes())
+    with FakeArxiv(feeds) as fake:
+        fake.faults["*"] = [Fault.html()] * 20
+        report = run_once(home, fake, now=at("2026-11-22"))
+    assert all(k.error for k in report.keywords) and not report.readme_written
+    assert (home / "README.md").read_bytes() == path.read_bytes()  # not even "Last update"
