@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from digestd.models import Paper
+from digestd.models import Keyword, Paper
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +78,11 @@ def diff_keyword(
 def latest(held: list[tuple[int, Paper]], rows: int) -> list[Paper]:
     """The `rows` most recent papers by updated date (stable: ties keep stored order)."""
     return [p for _, p in sorted(held, key=lambda sp: sp[1].updated, reverse=True)[:rows]]
+
+
+def in_categories(papers: list[Paper], keyword: Keyword) -> list[Paper]:
+    """The papers in one of the keyword's `categories` (all of them when none are set)."""
+    if not keyword.categories:
+        return papers
+    wanted = set(keyword.categories)
+    return [p for p in papers if wanted.intersection(p.categories)]

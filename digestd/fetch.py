@@ -81,8 +81,10 @@ def parse_feed(body: bytes) -> list[Paper]:
         if "/api/errors" in entry_id:
             summary = collapse(entry.findtext(f"{ATOM}summary"))
             raise FetchError(f"arXiv answered with an error: {summary}")
-    parsed = arxiv_feed.parse(body)
-    papers = [paper_from_result(r) for r in parsed.results]
+    try:
+        papers = [paper_from_result(r) for r in arxiv_feed.parse(body).results]
+    except (ValueError, TypeError, AttributeError) as err:  # e.g. <updated>not-a-date</updated>
+        raise FetchError(f"the response has a malformed entry: {err}") from None
     for earlier, later in itertools.pairwise(papers):
         if later.updated > earlier.updated:
             raise FetchError("the entries are not sorted by date, newest first")
@@ -163,11 +165,7 @@ class ArxivSource:
                 continue
             status = resp.status_code
             if status == 200:
-                papers = parse_feed(resp.content)
-                if keyword.categories:
-                    wanted = set(keyword.categories)
-                    papers = [p for p in papers if wanted.intersection(p.categories)]
-                return papers
+                return parse_feed(resp.content)
             last_error = f"arXiv answered HTTP {status}"
             if status == 429 or status >= 500:
                 retry_after = _retry_after(resp.headers) or self.delay * (2**attempt)
@@ -202,7 +200,7 @@ def _retry_after(headers: Any) -> float | None:
 
 def _reason(err: Exception) -> str:
     text = str(err)
-    m = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
+    m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
     if m:
         return m.group(1)
     m = re.search(r"(Connection refused|Name or service not known|timed out)", text)

@@ -122,6 +122,7 @@ class RunReport:
     pending: int = 0
     failed: int = 0
     skipped_no_additions: int = 0
+    would_mail: int = 0  # --dry-run: the digests a real run would queue now
     dry_run: bool = False
     mail_target: str = ""
     readme_written: bool = False

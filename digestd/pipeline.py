@@ -14,13 +14,13 @@ from typing import Any
 from digestd import publish
 from digestd.config import Config
 from digestd.deliver import FAILED, PENDING, SENT, Job, Outcome, Transport
-from digestd.diff import SuspiciousResponse, diff_keyword, latest
+from digestd.diff import SuspiciousResponse, diff_keyword, in_categories, latest
 from digestd.fetch import FetchError, PaperSource
 from digestd.lock import RunLock
 from digestd.message import Envelope, build_message, message_id
 from digestd.models import KeywordFetch, Paper, RunReport
 from digestd.plan import plan, retention
-from digestd.render import DigestRenderer, count_papers, group_for_subscriber, plural
+from digestd.render import DigestRenderer, check_templates, count_papers, group_for_subscriber, plural
 from digestd.state import Outbox, PaperStore
 from digestd.templates import html_env, text_env
 from digestd.tokens import check_unsubscribe_config
@@ -77,8 +77,12 @@ def _run_locked(
     if not options.dry_run:  # temp files a killed write left behind (we hold the lock)
         for tmp in cfg.paths.state_dir.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
-    store = PaperStore(cfg.paths.papers_db)
-    outbox = Outbox(cfg.paths.outbox_db)
+    if not options.no_mail:
+        check_templates(
+            cfg.paths.templates, date=today.isoformat(), list_name=cfg.settings.list_name, sender=cfg.sender
+        )
+    store = PaperStore(cfg.paths.papers_db, read_only=options.dry_run)
+    outbox = Outbox(cfg.paths.outbox_db, read_only=options.dry_run)
     try:
         mailing = not options.no_mail and not options.dry_run
         if mailing:
@@ -139,6 +143,7 @@ def _fetch_and_store(
             fetched = source.fetch(kw, s.max_results)
             if not fetched and held:
                 raise FetchError("arXiv returned an empty page for a keyword that has papers")
+            fetched = in_categories(fetched, kw)  # after the check: a filtered-out day is no error
             low, pend_ids = floors.get(kw.name, (1 << 60, set()))
             keep = frozenset(pend_ids | {p.id for q, p in held if q > low})
             result = diff_keyword(
@@ -239,7 +244,7 @@ def _queue(
         for d in docs:
             n = len({pid for ids in d["papers"].values() for pid in ids})
             report.messages.append(f"would mail {d['email']}: {plural(n, 'new paper')}")
-        report.pending = len(docs)
+        report.would_mail = len(docs)
         return []
     ids = outbox.add_deliveries(docs)
     outbox.save_cursors(cursors)

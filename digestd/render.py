@@ -282,8 +282,13 @@ class DigestRenderer:
             if truncated:
                 text_abstract += f" [more][{paper.id}]"
             text_ctx = {
-                **ctx, "title": md_text(paper.title), "authors": md_text(authors), "comment": comment,
-                "meta": meta, "abstract": text_abstract, "refs": refs,
+                **ctx,
+                "title": md_text(paper.title),
+                "authors": md_text(authors),
+                "comment": comment,
+                "meta": meta,
+                "abstract": text_abstract,
+                "refs": refs,
             }
             self._papers_text[key] = self._framed(self._paper_text_t.render(text_ctx))
         return self._papers_html[key], self._papers_text[key]
@@ -303,8 +308,10 @@ class DigestRenderer:
             return "", ""
         if also not in self._also:
             names = ", ".join(also)
-            self._also[also] = (self._also_html.fill({"also": str(escape(names))}),
-                                wrap(f"Also in: {names}") + "\n")
+            self._also[also] = (
+                self._also_html.fill({"also": str(escape(names))}),
+                wrap(f"Also in: {names}") + "\n",
+            )
         return self._also[also]
 
     def _heading(self, n: int, keywords: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
@@ -343,10 +350,49 @@ class DigestRenderer:
         head_html, head_text = self._heading(count_papers(sections), tuple(kw for kw, _ in sections))
         url = self.unsubscribe_url(email)
         html = self._frame_html.fill(
-            {**head_html, "email": str(escape(email)), "unsubscribe_url": str(escape(url)),
-             "body": "".join(html_parts)}
+            {
+                **head_html,
+                "email": str(escape(email)),
+                "unsubscribe_url": str(escape(url)),
+                "body": "".join(html_parts),
+            }
         )
         text = self._frame_text.fill(
             {**head_text, "email": email, "unsubscribe_url": url, "body": "".join(text_parts)}
         )
         return text, html
+
+
+def check_templates(templates: Path | None, *, date: str, list_name: str, sender: str) -> None:
+    """Render a sample digest once, so a broken template is named before anything is queued
+    or sent (and not met half way through the subscribers)."""
+    import jinja2
+
+    from digestd.errors import ConfigError
+
+    sample = Paper(
+        id="0000.00000",
+        version=1,
+        title="A sample title",
+        link="https://arxiv.org/abs/0000.00000v1",
+        pdf="https://arxiv.org/pdf/0000.00000v1",
+        updated=f"{date}T00:00:00Z",
+        published=f"{date}T00:00:00Z",
+        authors=("A. Author",),
+        summary="A sample abstract.",
+        comment="a comment",
+        categories=("cs.CV",),
+        primary_category="cs.CV",
+    )
+    try:
+        renderer = DigestRenderer(templates, date=date, list_name=list_name, sender=sender)
+        renderer.render("check@example.org", [("Sample", [Entry(sample, ("Other",))])])
+    except jinja2.TemplateSyntaxError as err:
+        where = f"{err.filename or err.name}, line {err.lineno}"
+        raise ConfigError(
+            f"template {where}: {err.message}; fix it or delete it to use the default"
+        ) from None
+    except jinja2.TemplateError as err:
+        raise ConfigError(f"a digest template in {templates} fails to render: {err}") from None
+    except css_inline.InlineError as err:
+        raise ConfigError(f"digest.css in {templates} cannot be inlined: {err}") from None

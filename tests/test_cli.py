@@ -195,3 +195,66 @@ def test_secrets_never_printed_even_at_debug(tmp_path: Path, smtp: tuple[object,
     status = json.loads(cli(tmp_path, "status", "--json").stdout)
     assert status["deliveries"]["pending"] == 1
     assert secret not in json.dumps(status)
+
+
+def _day2(tmp_path: Path, fake: FakeArxiv, env: dict[str, str]) -> None:
+    assert cli(tmp_path, "run", env=env).returncode == 0
+    fake.feeds[KW] = [make_paper(900, KW, "2026-11-20"), *fake.feeds[KW]]
+
+
+def test_dry_run_exits_0_and_writes_nothing_not_even_a_corrupt_file_move(tmp_path: Path) -> None:
+    write_instance(tmp_path, [KW], [{"email": "alice@example.org"}], timezone="UTC")
+    with FakeArxiv({KW: make_papers(KW, 5, date="2026-11-19")}) as fake:
+        env = {"DIGESTD_ARXIV_API_URL": fake.url}
+        _day2(tmp_path, fake, env)
+        before = {p.name: p.read_bytes() for p in (tmp_path / "state").iterdir() if p.is_file()}
+        proc = cli(tmp_path, "run", "--dry-run", env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "would mail alice@example.org: 1 new paper" in proc.stderr and "would mail 1 digest(s)" in proc.stderr
+        assert {p.name: p.read_bytes() for p in (tmp_path / "state").iterdir() if p.is_file()} == before
+        (tmp_path / "state" / "outbox.json").write_text("garbage")
+        proc = cli(tmp_path, "run", "--dry-run", env=env)
+    assert proc.returncode == 1 and "outbox.json" in proc.stderr
+    assert (tmp_path / "state" / "outbox.json").read_text() == "garbage"  # named, left in place
+    assert not list((tmp_path / "state").glob("*.corrupt-*"))
+
+
+def test_broken_template_is_named_before_anything_is_queued(tmp_path: Path) -> None:
+    write_instance(tmp_path, [KW], [{"email": "alice@example.org"}], timezone="UTC")
+    with FakeArxiv({KW: make_papers(KW, 5, date="2026-11-19")}) as fake:
+        env = {"DIGESTD_ARXIV_API_URL": fake.url}
+        _day2(tmp_path, fake, env)
+        (tmp_path / "templates").mkdir()
+        (tmp_path / "templates" / "paper.html.j2").write_text("<div>\n{% if %}\n</div>\n")
+        proc = cli(tmp_path, "run", env=env)
+        assert proc.returncode == 2, proc.stderr
+        assert "paper.html.j2, line 2" in proc.stderr
+        no_traceback(proc)
+        status = json.loads(cli(tmp_path, "status", "--json").stdout)
+        assert status["deliveries"]["pending"] == 0  # nothing was queued with a broken template
+        (tmp_path / "templates" / "paper.html.j2").unlink()
+        proc = cli(tmp_path, "run", env=env)
+    assert proc.returncode == 0 and "sent 1 digest(s)" in proc.stderr  # the paper is not lost
+
+
+def test_a_day_with_nothing_in_the_keywords_categories_is_not_a_failure(tmp_path: Path) -> None:
+    write_instance(tmp_path, [{"name": KW, "categories": ["cs.CV"]}], [], timezone="UTC")
+    with FakeArxiv({KW: make_papers(KW, 5, date="2026-11-19")}) as fake:
+        env = {"DIGESTD_ARXIV_API_URL": fake.url}
+        assert cli(tmp_path, "run", env=env).returncode == 0
+        for p in fake.feeds[KW]:
+            p.categories, p.primary_category = ["math.AG"], "math.AG"
+        proc = cli(tmp_path, "run", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "empty page" not in proc.stderr
+
+
+def test_unwritable_paths_get_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    proc = cli(tmp_path / "afile" / "inst", "init")
+    assert proc.returncode == 1 and "afile" in proc.stderr and "Not a directory" in proc.stderr
+    no_traceback(proc)
+    write_instance(tmp_path / "i", [KW], [{"email": "alice@example.org"}])
+    proc = cli(tmp_path / "i", "preview", "alice@example.org", "--output", str(tmp_path / "no" / "such" / "dir.html"))
+    assert proc.returncode == 1 and "No such file or directory" in proc.stderr
+    no_traceback(proc)

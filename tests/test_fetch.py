@@ -7,7 +7,8 @@ import itertools
 from fakearxiv import FakeArxiv
 from fixtures import REAL_AFFILIATIONS, SEED_000, make_papers, parse_seed
 
-from digestd.fetch import ArxivSource, parse_feed
+from digestd.diff import in_categories
+from digestd.fetch import ArxivSource, FetchError, parse_feed
 from digestd.models import Keyword
 
 
@@ -37,7 +38,7 @@ def test_category_filter_and_fields() -> None:
     with FakeArxiv(feeds) as fake:
         src = ArxivSource(fake.url, delay=0, timeout=5)
         all_papers = src.fetch(Keyword(kw), 100)
-        only_cl = src.fetch(Keyword(kw, categories=("cs.CL",)), 100)
+        only_cl = in_categories(src.fetch(Keyword(kw, categories=("cs.CL",)), 100), Keyword(kw, categories=("cs.CL",)))
     assert len(all_papers) == 20 and [p.id for p in only_cl] == [all_papers[0].id]
     first = all_papers[0]
     assert (
@@ -49,3 +50,13 @@ def test_real_response_with_old_style_id_and_leading_spaces() -> None:
     (p,) = parse_feed(REAL_AFFILIATIONS.read_bytes())
     assert p.id == "astro-ph/0601001" and p.link.startswith("https://arxiv.org/abs/astro-ph/0601001v")
     assert not p.summary.startswith(" ") and "  " not in p.summary
+
+
+def test_a_malformed_entry_is_a_fetch_error_not_a_crash() -> None:
+    import pytest
+    from fixtures import atom_feed
+
+    feed = atom_feed(make_papers("X", 2)).replace(b"<updated>2026-11-20T23:59:59Z</updated>", b"<updated>not-a-date</updated>")
+    assert b"not-a-date" in feed
+    with pytest.raises(FetchError, match="malformed entry"):
+        parse_feed(feed)

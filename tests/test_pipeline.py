@@ -90,7 +90,7 @@ def test_maildir_default_and_dry_run(tmp_path: Path) -> None:
         from digestd.pipeline import RunOptions
 
         dry = run_once(home, fake, now=at("2026-11-20"), options=RunOptions(dry_run=True))
-        assert dry.pending == 1 and any(
+        assert dry.would_mail == 1 and dry.pending == 0 and any(
             "would mail alice@example.org: 1 new paper" in m for m in dry.messages
         )
         assert {p.name: p.read_bytes() for p in (home / "state").glob("*.json")} == before

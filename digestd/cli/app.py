@@ -86,6 +86,10 @@ def main() -> None:
     except DigestdError as err:
         typer.echo(f"digestd: {err}", err=True)
         sys.exit(int(err.exit_code))
+    except OSError as err:  # a file or folder the user named cannot be read or written
+        where = f"{err.filename}: " if err.filename else ""
+        typer.echo(f"digestd: {where}{err.strerror or err}", err=True)
+        sys.exit(int(ExitCode.ERROR))
     except Exception as err:  # the last guard: no traceback reaches a user
         if os.environ.get("DIGESTD_DEBUG") or logging.getLogger("digestd").isEnabledFor(logging.DEBUG):
             raise

@@ -39,10 +39,10 @@ def keyword_line(k: KeywordFetch) -> str:
 def summary_line(report: RunReport) -> str:
     failed_kw = sum(1 for k in report.keywords if k.error)
     new = sum(len(k.new) for k in report.keywords)
-    verb = "would mail" if report.dry_run else "sent"
+    verb, digests = ("would mail", report.would_mail) if report.dry_run else ("sent", report.sent)
     return (
         f"{'dry run' if report.dry_run else 'run'} {report.date}: {len(report.keywords)} keyword(s), "
-        f"{failed_kw} failed, {new} new paper(s); {verb} {report.pending if report.dry_run else report.sent} "
+        f"{failed_kw} failed, {new} new paper(s); {verb} {digests} "
         f"digest(s)" + ("" if report.dry_run else f", {report.pending} pending, {report.failed} failed")
     )
 
@@ -102,8 +102,8 @@ def register(app: typer.Typer) -> None:
         else:
             for m in report.messages:
                 log.info("%s", m)
-            if not no_mail and not dry_run:
-                log.info("mail went to %s", report.mail_target)
+            if not no_mail and not dry_run and (report.sent or report.pending or report.failed):
+                log.info("mail: %s", report.mail_target)
             log.info("%s", summary_line(report))
         if report.fatal:
             raise SmtpFatalError(report.fatal + "; the digests stay pending for the next run")
@@ -152,6 +152,7 @@ def _as_dict(report: RunReport) -> dict[str, object]:
         "sent": report.sent,
         "pending": report.pending,
         "failed": report.failed,
+        "would_mail": report.would_mail,
         "readme_written": report.readme_written,
         "mail_target": report.mail_target,
         "messages": report.messages,
