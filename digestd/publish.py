@@ -33,9 +33,17 @@ def comment_cell(comment: str | None) -> str:
     return f"<details><summary>{text[:5]}...</summary><p>{text}</p></details>"
 
 
+def link_text(title: str) -> str:
+    """A title inside `[...]`: brackets escaped, and a trailing backslash doubled, so the link
+    can never end early. (Other backslashes stay: `$\\times$` reads as in the snapshots.)"""
+    text = cell(title).replace("[", "\\[").replace("]", "\\]")
+    trailing = len(text) - len(text.rstrip("\\"))
+    return text + "\\" if trailing % 2 else text
+
+
 def row(paper: Paper) -> str:
     return (
-        f"| **[{cell(paper.title)}]({paper.link})** | {paper.date} | "
+        f"| **[{link_text(paper.title)}]({paper.link})** | {paper.date} | "
         f"<details><summary>Show</summary><p>{cell(paper.summary)}</p></details> | "
         f"{comment_cell(paper.comment)} |\n"
     )

@@ -106,6 +106,16 @@ def test_cells_escape_pipes_and_tags_and_collapse_whitespace() -> None:
     )
 
 
+def test_link_text_can_never_end_the_link_early() -> None:
+    from digestd.publish import link_text
+
+    assert link_text("A [B] C") == "A \\[B\\] C"
+    assert link_text("Spatial$\\times$T") == "Spatial$\\times$T"  # as in the snapshots
+    for n in range(1, 5):
+        text = link_text("x" + "\\" * n)
+        assert (len(text) - len(text.rstrip("\\"))) % 2 == 0
+
+
 def test_markers_replace_only_between() -> None:
     header = jinja2.Environment(keep_trailing_newline=True).from_string("# Daily Papers\n\n")
     existing = f"# Docs\n\nkeep me\n\n{START}\nold\n{END}\n\nfooter\n"
