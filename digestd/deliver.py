@@ -13,7 +13,7 @@ import logging
 import mailbox
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -364,16 +364,25 @@ def _short(err: BaseException) -> str:
 
 
 def make_transport(
-    smtp: SmtpSettings | None, maildir: Path, *, connections: int, max_rate: float | None, env: dict[str, str]
+    smtp: SmtpSettings | None,
+    maildir: Path,
+    *,
+    connections: int,
+    max_rate: float | None,
+    env: Mapping[str, str] | None = None,
 ) -> Transport:
-    """SMTP when DIGESTD_SMTP_HOST is set, else the Maildir in state/ (the embedded default)."""
+    """SMTP when DIGESTD_SMTP_HOST is set, else the Maildir in state/ (the embedded default).
+
+    Retries, backoff and CA file come from `smtp` (validated by config.py); `env` is unused,
+    kept so that existing callers keep working."""
+    del env
     if smtp is None:
         return MaildirTransport(maildir)
     return SmtpTransport(
         smtp,
         connections=connections,
         max_rate=max_rate,
-        retries=int(env.get("DIGESTD_SMTP_RETRIES", "3")),
-        backoff=float(env.get("DIGESTD_SMTP_BACKOFF", "2")),
-        ca_file=env.get("DIGESTD_SMTP_CA_FILE") or None,
+        retries=smtp.retries,
+        backoff=smtp.backoff,
+        ca_file=smtp.ca_file,
     )

@@ -17,8 +17,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ class AtomicJSONStorage(Storage):
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as err:  # a folder, or not ours to read: nothing to move aside
+            raise StateError(f"cannot read state file {self.path}: {err.strerror or err}") from None
         if not raw.strip():  # digestd never writes an empty file: this one lost its content
             raise CorruptState(self.path, "the file is empty")
         try:
@@ -91,15 +93,36 @@ class BufferedMiddleware(CachingMiddleware):
         self._cache_modified_count += 1
 
 
-def open_db(path: Path, *, read_only: bool = False) -> TinyDB:
-    """Open a state file; an unreadable one is moved aside and named, never replaced silently.
+# What starting a state file afresh costs, said when a broken one is moved aside.
+PAPERS_AFRESH = (
+    "Restore it from a backup, or run again to start that file afresh "
+    "(keywords then re-enter baseline mode: nothing is mailed for them that run)"
+)
+OUTBOX_AFRESH = (
+    "Restore it from a backup before the next run to avoid losing mail: without it, subscriber "
+    "cursors and pending deliveries are lost, so the next run starts every subscriber from that "
+    "run's papers and papers stored since each one's last digest are never mailed"
+)
+
+# Checks the shape of a whole state file once, on open: the reason it is malformed, or None.
+ShapeCheck = Callable[[dict[str, Any]], str | None]
+
+
+def open_db(
+    path: Path, *, read_only: bool = False, check: ShapeCheck | None = None, afresh: str = PAPERS_AFRESH
+) -> TinyDB:
+    """Open a state file; an unreadable or malformed one is moved aside and named, never
+    replaced silently. `check` validates its shape; `afresh` says what losing it costs.
 
     `read_only` (status, preview) names the broken file but leaves it where it is."""
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     db = TinyDB(str(path), storage=BufferedMiddleware(AtomicJSONStorage))  # type: ignore[no-untyped-call]
     try:
-        db.storage.read()
+        data = db.storage.read()
+        why = check(data) if check is not None and data else None
+        if why:
+            raise CorruptState(path, why)
         db.tables()
     except CorruptState as err:
         if read_only:
@@ -111,11 +134,96 @@ def open_db(path: Path, *, read_only: bool = False) -> TinyDB:
         aside = path.with_name(f"{path.name}.corrupt-{stamp}")
         path.replace(aside)
         raise StateError(
-            f"state file {path} is unreadable ({err.why}); it was moved to {aside.name}. "
-            "Restore it from a backup, or run again to start that file afresh "
-            "(keywords then re-enter baseline mode: nothing is mailed for them that run)"
+            f"state file {path} is unreadable ({err.why}); it was moved to {aside.name}. {afresh}"
         ) from None
     return db
+
+
+def _tables(data: dict[str, Any], known: tuple[str, ...]) -> str | None:
+    """Every table is an object; the documents of tables other than `known` (whose own
+    checks cover them, in the same pass) are objects keyed by tinydb's whole-number ids."""
+    for name, docs in data.items():
+        if not isinstance(docs, dict):
+            return f"table {name!r} is not an object"
+        if name not in known:
+            for key, doc in docs.items():
+                if not key.isdecimal() or not isinstance(doc, dict):
+                    return f"{name} record {key!r} is not an object with a numeric id"
+    return None
+
+
+def _map_doc(name: str, docs: dict[str, Any]) -> str | None:
+    """A table of at most one document {"map": {key: {...}}} (cursors, seen ids)."""
+    if len(docs) > 1:
+        return f"table {name!r} holds {len(docs)} records, not one"
+    for key, doc in docs.items():
+        table = doc.get("map") if isinstance(doc, dict) else None
+        if not key.isdecimal() or not isinstance(table, dict) or \
+                not all(isinstance(v, dict) for v in table.values()):
+            return f"{name} record {key!r} is not an object with a `map` of objects"
+    return None
+
+
+def _malformed(table: str, key: str, err: Exception) -> str:
+    what = f"no {err}" if isinstance(err, KeyError) else "a bad id or a value of the wrong type"
+    return f"{table} record {key!r} has {what}"
+
+
+def check_papers(data: dict[str, Any]) -> str | None:
+    """papers.json: papers {keyword, seq, paper}, meta {seq?, last_run?}, fetches {keyword},
+    seen {map}."""
+    why = _tables(data, ("papers", "meta", "fetches", "seen"))
+    if why:
+        return why
+    table, key = "papers", ""
+    try:
+        for key, doc in data.get("papers", {}).items():
+            p = Paper.from_dict(doc["paper"])
+            if not (
+                key.isdecimal()
+                and isinstance(doc["keyword"], str)
+                and isinstance(doc["seq"], int)
+                and all(isinstance(v, str) for v in (p.id, p.title, p.link, p.updated, p.published))
+            ):
+                raise TypeError
+        table = "meta"
+        for key, doc in data.get("meta", {}).items():
+            if not (key.isdecimal() and isinstance(doc.get("seq", 0), int)
+                    and isinstance(doc.get("last_run") or {}, dict)):
+                raise TypeError
+        table = "fetches"
+        for key, doc in data.get("fetches", {}).items():
+            if not (key.isdecimal() and isinstance(doc["keyword"], str)):
+                raise TypeError
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        return _malformed(table, key, err)
+    return _map_doc("seen", data.get("seen", {}))
+
+
+def check_outbox(data: dict[str, Any]) -> str | None:
+    """outbox.json: at most one cursors {map} record; deliveries {email, status, date, papers,
+    message_id}. One pass, no exception unless something is wrong: it runs on every open of
+    a ledger that holds 100,000 deliveries."""
+    why = _tables(data, ("deliveries", "cursors")) or _map_doc("cursors", data.get("cursors", {}))
+    if why:
+        return why
+    statuses = {PENDING, SENT, FAILED}
+    day = date.fromisoformat
+    key = ""
+    try:
+        for key, d in data.get("deliveries", {}).items():
+            if not (
+                key.isdecimal()
+                and isinstance(d["email"], str)
+                and d["status"] in statuses
+                and isinstance(d["papers"], dict)
+                and isinstance(d["message_id"], str)
+            ):
+                raise TypeError
+            day(d["date"])
+    except (KeyError, TypeError, ValueError) as err:
+        return _malformed("deliveries", key, err)
+    return None
 
 
 def commit(db: TinyDB) -> None:
@@ -129,7 +237,7 @@ class PaperStore:
     """Papers per keyword plus the run counter: the input to diff, plan and the README."""
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        self.db = open_db(path, read_only=read_only)
+        self.db = open_db(path, read_only=read_only, check=check_papers, afresh=PAPERS_AFRESH)
         self.papers = self.db.table("papers", cache_size=0)
         self.meta = self.db.table("meta", cache_size=0)
         self.fetches = self.db.table("fetches", cache_size=0)
@@ -245,7 +353,7 @@ class Outbox:
     """
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        self.db = open_db(path, read_only=read_only)
+        self.db = open_db(path, read_only=read_only, check=check_outbox, afresh=OUTBOX_AFRESH)
         self.path = path
         self.journal = path.with_suffix(".journal")
         self.cursors = self.db.table("cursors", cache_size=0)

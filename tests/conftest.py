@@ -141,7 +141,6 @@ def run_once(
         cfg.paths.maildir,
         connections=cfg.settings.connections,
         max_rate=cfg.settings.max_rate,
-        env=env,
     )
     if cfg.smtp is None:
         assert isinstance(transport, MaildirTransport)

@@ -29,14 +29,12 @@ def register(app: typer.Typer) -> None:
     @app.command("systemd", help=_HELP)
     def systemd_command(
         ctx: typer.Context,
-        user_mode: Annotated[
-            bool | None,
-            typer.Option(
-                "--user/--system",
-                help="A per-user unit or a system unit. Default: --user, --system as root.",
-                show_default=False,
-            ),
-        ] = None,
+        user: Annotated[
+            bool, typer.Option("--user", help="A per-user unit (the default unless run as root).")
+        ] = False,
+        system: Annotated[
+            bool, typer.Option("--system", help="A system unit (the default as root).")
+        ] = False,
         install: Annotated[
             bool, typer.Option("--install", help="Write the units instead of printing them.")
         ] = False,
@@ -54,8 +52,9 @@ def register(app: typer.Typer) -> None:
         ] = systemd.DEFAULT_ON_CALENDAR,
     ) -> None:
         home = cli_context(ctx).home
-        if user_mode is None:
-            user_mode = os.geteuid() != 0
+        if user and system:
+            raise UsageError("--user and --system cannot be used together; pass one of them.")
+        user_mode = user or (not system and os.geteuid() != 0)
         if not home.is_dir():
             raise UsageError(f"The instance folder {home} does not exist; create it first.")
         systemd.validate_on_calendar(on_calendar)
