@@ -121,7 +121,6 @@ class RunReport:
     sent: int = 0
     pending: int = 0
     failed: int = 0
-    skipped_no_additions: int = 0
     would_mail: int = 0  # --dry-run: the digests a real run would queue now
     dry_run: bool = False
     mail_target: str = ""

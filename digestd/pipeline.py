@@ -17,12 +17,12 @@ from digestd.deliver import FAILED, PENDING, SENT, Job, Outcome, Transport
 from digestd.diff import SuspiciousResponse, diff_keyword, in_categories, latest
 from digestd.fetch import FetchError, PaperSource
 from digestd.lock import RunLock
-from digestd.message import Envelope, build_message, message_id
+from digestd.message import Envelope, build_message, message_id, sender_domain
 from digestd.models import KeywordFetch, Paper, RunReport
 from digestd.plan import plan, retention
 from digestd.render import DigestRenderer, check_templates, count_papers, group_for_subscriber, plural
 from digestd.state import Outbox, PaperStore
-from digestd.templates import html_env, text_env
+from digestd.templates import text_env
 from digestd.tokens import check_unsubscribe_config
 
 log = logging.getLogger(__name__)
@@ -268,6 +268,8 @@ def _send(
     by_key = {d["_id"]: d for d in deliveries}
     s = cfg.settings
 
+    list_id = f"{s.list_name} <daily-papers.{sender_domain(cfg.sender)}>"
+
     def renderer(day: str) -> DigestRenderer:
         if day not in renderers:
             renderers[day] = DigestRenderer(
@@ -299,8 +301,8 @@ def _send(
             subject=f"{s.list_name} {d['date']}: {plural(count_papers(sections), 'new paper')}",
             when=datetime.fromisoformat(d["created"].replace("Z", "+00:00")),
             msg_id=d["message_id"],
-            list_id=f"{s.list_name} <{_list_id(cfg.sender)}>",
-            unsubscribe_url=_list_unsubscribe(r, url, d["email"]),
+            list_id=list_id,
+            unsubscribe_url=r.list_unsubscribe(d["email"]),  # one-click https first, then mailto:
             one_click=url.startswith("http"),
             text=text,
             html=html,
@@ -375,16 +377,6 @@ def _send(
         report.messages.append(unreachable)
 
 
-def _list_id(sender: str) -> str:
-    from digestd.message import sender_domain
-
-    return f"daily-papers.{sender_domain(sender)}"
-
-
-def _list_unsubscribe(r: DigestRenderer, url: str, email: str) -> str:
-    return r.list_unsubscribe(email)  # https one-click link (RFC 8058) first, then mailto:
-
-
 def readme_sections(
     cfg: Config, papers: Mapping[str, list[tuple[int, Paper]]]
 ) -> list[tuple[str, list[Paper]]]:
@@ -419,6 +411,3 @@ def _summary(report: RunReport, now: datetime) -> dict[str, Any]:
         },
         "fatal": report.fatal,
     }
-
-
-__all__ = ["RunOptions", "html_env", "readme_sections", "run", "run_date"]
