@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -13,14 +14,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent, CollectionStartEvent, NodeEvent, ScalarEvent
+from ruamel.yaml.nodes import MappingNode
 
 from digestd.errors import ConfigError
-from digestd.fastyaml import NOT_SIMPLE, fast_yaml
+from digestd.fastyaml import MAX_DEPTH, NOT_SIMPLE, fast_yaml
 from digestd.models import Frequency, Keyword, Subscriber, SubscriberStatus
 
 SUBSCRIBERS_FILE = "subscribers.yaml"
 DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"
+DEFAULT_ARXIV_MAX_BYTES = 50_000_000  # an arXiv answer, once decompressed
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 # Addresses in the plain shape nearly every subscriber has, which email-validator always
@@ -33,6 +38,17 @@ _PLAIN_EMAIL_RE = re.compile(
 )
 # Domains email-validator refuses (local, test, localhost, ...) and their subdomains.
 _SPECIAL_SUFFIXES = tuple("." + d.lower() for d in SPECIAL_USE_DOMAIN_NAMES)
+# Characters no text field may hold: they would reach mail headers, the README and arXiv
+# queries raw. C0 (tab and newline too), DEL, C1, and the Unicode line/paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Refused raw anywhere in the file, before either reader: what YAML allows nowhere (ruamel's
+# reader refuses it, fast_yaml would keep it) and NEL, U+2028, U+2029 (ruamel folds them into
+# a space, fast_yaml keeps them). Tab, \n and \r stay: YAML whitespace and line ends.
+_RAW_CONTROL = re.compile("[^\t\n\r -~\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+TOP_KEYS = ("keywords", "subscribers", "settings")
+KEYWORD_KEYS = ("name", "query", "categories")
+SUBSCRIBER_KEYS = ("email", "name", "keywords", "frequency", "status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +121,7 @@ class SmtpSettings:
     retries: int = 3  # retries of a 4xx or dropped connection, per message
     backoff: float = 2.0  # seconds before the first retry, doubled for each next one
     ca_file: str | None = None  # CA bundle to trust instead of the system's
+    data_timeout: float = 600.0  # wait for the reply to the final "." (RFC 5321 4.5.3.2.6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +135,7 @@ class Config:
     arxiv_url: str = DEFAULT_ARXIV_URL
     arxiv_delay: float = 3.0
     arxiv_timeout: float = 30.0
+    arxiv_max_bytes: int = DEFAULT_ARXIV_MAX_BYTES
     secret: bytes | None = field(default=None, repr=False)
 
     @property
@@ -153,15 +171,28 @@ def parse_yaml(text: str, path: Path, *, round_trip: bool = False) -> Any:
 
     A safe load first tries `fast_yaml`, which reads the plain block style subscribers.yaml
     is written in about 30 times faster than ruamel's pure-Python loader (10,000 subscribers:
-    0.2 s instead of 5 s); anything else in the file takes ruamel's loader.
+    0.2 s instead of 5 s); anything else in the file takes ruamel's loader. A raw control
+    character is refused first: the readers disagree on some (ruamel folds NEL, U+2028 and
+    U+2029 into a space, fast_yaml keeps them) and no text field may hold one anyway.
     """
+    raw = _RAW_CONTROL.search(text)
+    if raw:
+        line = text.count("\n", 0, raw.start()) + 1
+        kind = "control character" if _CONTROL.match(raw.group()) else "character"
+        raise ConfigError(
+            f"{path}, line {line}: {kind} U+{ord(raw.group()):04X} is not allowed; "
+            "text fields must be one line of printable text"
+        )
     if not round_trip:
         data = fast_yaml(text)
         if data is not NOT_SIMPLE:
             return data
     yaml = YAML(typ="rt" if round_trip else "safe", pure=True)
+    yaml.Composer = _StrictComposer
     try:
         return yaml.load(text)
+    except _Refused as err:
+        raise ConfigError(f"{path}, line {err.line}: {err.message}") from None
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -170,17 +201,58 @@ def parse_yaml(text: str, path: Path, *, round_trip: bool = False) -> Any:
         raise ConfigError(f"{path}: malformed YAML: {err}") from None
 
 
+class _Refused(Exception):
+    def __init__(self, event: Any, message: str) -> None:
+        super().__init__(message)
+        self.line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        self.message = message
+
+
+class _StrictComposer(Composer):
+    """ruamel's composer, refusing anchors, aliases and merge keys on the parser event that
+    opens them: composing comes before constructing and reads events lazily, so a 400-byte
+    alias bomb (gigabytes once a loader or a walk follows its aliases) costs the bytes up to
+    its first anchor. Also bounds the nesting depth: both loaders recurse once per level."""
+
+    nesting = 0  # collections enclosing the node being composed
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        what = _reference(event, is_key=isinstance(parent, MappingNode) and index is None)
+        if what:
+            raise _Refused(event, f"YAML {what} is not allowed in this file; write the value out in full")
+        if isinstance(event, CollectionStartEvent) and self.nesting >= MAX_DEPTH:
+            raise _Refused(event, f"nested more than {MAX_DEPTH} levels deep")
+        self.nesting += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.nesting -= 1
+
+
+def _reference(event: Any, *, is_key: bool) -> str | None:
+    """What makes `event` an anchor, an alias or a merge key, or None."""
+    if isinstance(event, AliasEvent):
+        return f"alias '*{event.anchor}'"
+    if isinstance(event, NodeEvent) and event.anchor is not None:
+        return f"anchor '&{event.anchor}'"
+    if getattr(event, "tag", None) == _MERGE_TAG:
+        return "merge tag '!!merge'"
+    if is_key and isinstance(event, ScalarEvent) and event.value == "<<" and event.style is None:
+        return "merge key '<<'"
+    return None
+
+
 def load_config(home: Path, env: dict[str, str] | None = None) -> Config:
     """Load and validate the instance at `home`; raise ConfigError naming file and line."""
     env = dict(os.environ) if env is None else env
     paths = Paths(home)
-    data = parse_yaml(read_yaml_text(paths.subscribers), paths.subscribers)
+    text = read_yaml_text(paths.subscribers)
+    data = parse_yaml(text, paths.subscribers)
     try:
         return _build(paths, data, env)
     except _Invalid as err:
-        line = _line_of(paths.subscribers, err.where)
-        where = f", line {line}" if line else ""
-        raise ConfigError(f"{paths.subscribers}{where}: {err.message}") from None
+        raise err.config_error(paths.subscribers, text) from None
 
 
 class _Invalid(Exception):
@@ -189,11 +261,19 @@ class _Invalid(Exception):
         self.where = where
         self.message = message
 
+    def config_error(self, path: Path, text: str, suffix: str = "") -> ConfigError:
+        """The one sentence shown: file, line of the offending node in `text`, message."""
+        line = _line_of(path, self.where, text)
+        where = f", line {line}" if line else ""
+        return ConfigError(f"{path}{where}: {self.message}{suffix}")
 
-def _line_of(path: Path, where: tuple[str | int, ...]) -> int | None:
+
+def _line_of(path: Path, where: tuple[str | int, ...], text: str | None = None) -> int | None:
     """The 1-based line of a node, found by a round-trip load only when an error is shown."""
     try:
-        node: Any = parse_yaml(path.read_text(encoding="utf-8"), path, round_trip=True)
+        if text is None:
+            text = path.read_text(encoding="utf-8")
+        node: Any = parse_yaml(text, path, round_trip=True)
     except Exception:
         return None
     line: int | None = None
@@ -210,13 +290,69 @@ def check_keyword_name(name: object) -> str:
     """A keyword is one line of text: it becomes a README heading and an arXiv phrase."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError("a keyword must be non-empty text")
-    if any(c in name for c in "\r\n\t\x00"):
+    if control_character(name):
         raise ValueError(f"keyword {name!r} contains a newline or control character")
     if '"' in name:
         raise ValueError(f"keyword {name!r} contains a double quote; use `query:` for raw queries")
     if name != name.strip():
         raise ValueError(f"keyword {name!r} has leading or trailing spaces")
     return name
+
+
+def control_character(text: str) -> str | None:
+    """The first control character in `text` as "U+000A", or None."""
+    m = _CONTROL.search(text)
+    return f"U+{ord(m.group()):04X}" if m else None
+
+
+def _unknown_key(where: tuple[str | int, ...], key: Any, known: tuple[str, ...], what: str) -> _Invalid:
+    """A refusal naming the key and, for a near miss, the key it probably meant (a typo like
+    `stauts:` must not silently cost mail). `what` is a sentence with a {key} field."""
+    close = difflib.get_close_matches(str(key).lower(), known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(known)}"
+    return _Invalid((*where, key), f"{what.format(key=repr(str(key)[:80]))} ({hint})")
+
+
+def _control_in(node: Any, where: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], str, bool] | None:
+    """(where, character, in a key?) of the first control character in any key or text value
+    of the document, in file order; None if there is none. Depth is bounded by the loaders."""
+    if isinstance(node, str):
+        char = control_character(node)
+        return (where, char, False) if char else None
+    items: Any = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if isinstance(key, str) and (char := control_character(key)):
+            return ((*where, key), char, True)
+        found = _control_in(value, (*where, key))
+        if found:
+            return found
+    return None
+
+
+def _field(data: Any, where: tuple[str | int, ...]) -> str:
+    """How a message names the field at `where`: settings.list_name, the name of bob@..."""
+    top, rest = (where[0], where[1:]) if where else ("", ())
+    if top == "settings" and rest:
+        return f"settings.{rest[0]}"
+    if top == "keywords" and rest:
+        return "a keyword name" if len(rest) == 1 or rest[1] == "name" else f"the {rest[1]} of a keyword"
+    if top == "subscribers" and len(rest) >= 2:
+        entries = data.get("subscribers")
+        entry = entries[rest[0]] if isinstance(entries, list) and isinstance(rest[0], int) else None
+        email = entry.get("email") if isinstance(entry, dict) else None
+        who = email if isinstance(email, str) and not control_character(email) else "a subscriber"
+        return f"a keyword of {who}" if rest[1] == "keywords" else f"the {rest[1]} of {who}"
+    return "a value"
+
+
+def _check_text(data: Any) -> None:
+    """Every text field must be one line of printable text: names and list_name reach mail
+    headers, keywords the README and arXiv queries."""
+    found = _control_in(data)
+    if found:
+        where, char, in_key = found
+        what = "a key" if in_key else _field(data, where)
+        raise _Invalid(where, f"{what} must be one line of text without control characters (found {char})")
 
 
 def email_problem(addr: object) -> str | None:
@@ -245,23 +381,25 @@ def _keywords(raw: Any) -> tuple[Keyword, ...]:
     if not isinstance(raw, list):
         raise _Invalid(("keywords",), "`keywords` must be a list")
     out: list[Keyword] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # casefolded name -> the name as configured
     for i, item in enumerate(raw):
         where: tuple[str | int, ...] = ("keywords", i)
         if isinstance(item, str):
             item = {"name": item}
         if not isinstance(item, dict):
             raise _Invalid(where, "each keyword is a name or a mapping with `name`")
-        unknown = set(item) - {"name", "query", "categories"}
-        if unknown:
-            raise _Invalid(where, f"unknown keyword field(s): {', '.join(sorted(map(str, unknown)))}")
+        for key in item:
+            if key not in KEYWORD_KEYS:
+                raise _unknown_key(where, key, KEYWORD_KEYS, "unknown key {key} in a keyword entry")
         try:
             name = check_keyword_name(item.get("name"))
         except ValueError as err:
             raise _Invalid(where, str(err)) from None
-        if name in seen:
-            raise _Invalid(where, f"keyword {name!r} is listed twice")
-        seen.add(name)
+        first = seen.get(name.casefold())
+        if first is not None:
+            same = "" if first == name else f" (as {first!r} too: names are compared ignoring case)"
+            raise _Invalid(where, f"keyword {name!r} is listed twice{same}")
+        seen[name.casefold()] = name
         query = item.get("query")
         if query is not None and (not isinstance(query, str) or "\n" in query.strip()):
             raise _Invalid(where, f"the query of {name!r} must be one line of text")
@@ -277,46 +415,64 @@ def _subscribers(raw: Any, keywords: tuple[Keyword, ...]) -> tuple[Subscriber, .
         return ()
     if not isinstance(raw, list):
         raise _Invalid(("subscribers",), "`subscribers` must be a list")
-    names = {k.name for k in keywords}
+    names = {k.name.casefold(): k.name for k in keywords}
     out: list[Subscriber] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
-        where: tuple[str | int, ...] = ("subscribers", i)
-        if not isinstance(item, dict):
-            raise _Invalid(where, "each subscriber is a mapping with `email`")
-        email = item.get("email")
-        problem = email_problem(email)
-        if problem:
-            raise _Invalid(where, f"{email!r} is not an e-mail address: {problem}")
-        assert isinstance(email, str)
-        if email.lower() in seen:
-            raise _Invalid(where, f"subscriber {email} is listed twice")
-        seen.add(email.lower())
-        name = item.get("name")
-        if name is not None and (not isinstance(name, str) or any(c in name for c in "\r\n")):
-            raise _Invalid(where, f"the name of {email} must be one line of text")
-        kws = item.get("keywords")
-        if kws is not None:
-            if not isinstance(kws, list) or not all(isinstance(k, str) for k in kws):
-                raise _Invalid(where, f"the keywords of {email} must be a list of keyword names")
-            missing = [k for k in kws if k not in names]
-            if missing:
-                raise _Invalid(where, f"{email} follows {missing[0]!r}, which is not a configured keyword")
-        try:
-            freq = Frequency(item.get("frequency", "daily"))
-            status = SubscriberStatus(item.get("status", "active"))
-        except ValueError as err:
-            raise _Invalid(where, f"{email}: {err}") from None
-        out.append(
-            Subscriber(
-                email=email,
-                name=name,
-                keywords=tuple(kws) if kws is not None else None,
-                frequency=freq,
-                status=status,
-            )
-        )
+        sub = _subscriber(("subscribers", i), item, names)
+        if sub.email.lower() in seen:
+            raise _Invalid(("subscribers", i), f"subscriber {sub.email} is listed twice")
+        seen.add(sub.email.lower())
+        out.append(sub)
     return tuple(out)
+
+
+def _subscriber(where: tuple[str | int, ...], item: Any, names: dict[str, str]) -> Subscriber:
+    """One entry; its keyword references, frequency and status are matched ignoring case and
+    kept in the configured spelling (a wrong case must not cost mail)."""
+    if not isinstance(item, dict):
+        raise _Invalid(where, "each subscriber is a mapping with `email`")
+    for key in item:
+        if key not in SUBSCRIBER_KEYS:
+            raise _unknown_key(where, key, SUBSCRIBER_KEYS, "unknown key {key} in a subscriber entry")
+    email = item.get("email")
+    problem = email_problem(email)
+    if problem:
+        raise _Invalid(where, f"{email!r} is not an e-mail address: {problem}")
+    assert isinstance(email, str)
+    name = item.get("name")
+    if name is not None and (not isinstance(name, str) or any(c in name for c in "\r\n")):
+        raise _Invalid((*where, "name"), f"the name of {email} must be one line of text")
+    kws = item.get("keywords")
+    if kws is not None:
+        if not isinstance(kws, list) or not all(isinstance(k, str) for k in kws):
+            raise _Invalid((*where, "keywords"), f"the keywords of {email} must be a list of keyword names")
+        missing = [k for k in kws if k.casefold() not in names]
+        if missing:
+            raise _Invalid(
+                (*where, "keywords"), f"{email} follows {missing[0]!r}, which is not a configured keyword"
+            )
+        kws = list(dict.fromkeys(names[k.casefold()] for k in kws))
+    return Subscriber(
+        email=email,
+        name=name,
+        keywords=tuple(kws) if kws is not None else None,
+        frequency=_choice(item, "frequency", Frequency, where, email),
+        status=_choice(item, "status", SubscriberStatus, where, email),
+    )
+
+
+def _choice(item: dict[str, Any], key: str, enum: Any, where: tuple[str | int, ...], email: str) -> Any:
+    """item[key] as a member of `enum` (its first member if absent), matched ignoring case."""
+    members = list(enum)
+    if key not in item:
+        return members[0]
+    value = item[key]
+    for member in members:
+        if isinstance(value, str) and value.lower() == member.value:
+            return member
+    allowed = " or ".join(m.value for m in members)
+    raise _Invalid((*where, key), f"{email}: {value!r} is not a valid {key.capitalize()}; use {allowed}")
 
 
 def _settings(raw: Any) -> Settings:
@@ -341,7 +497,9 @@ def _settings(raw: Any) -> Settings:
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known:
-            raise _Invalid(("settings", key), f"unknown setting {key!r}")
+            raise _unknown_key(("settings",), key, tuple(known), "unknown setting {key}")
+        if key == "weekly_day" and isinstance(value, str):
+            value = value.lower()  # Monday is monday
         kwargs[known[key]] = value
     s = Settings(**kwargs)
     for attr in ("sender", "timezone", "weekly_day", "public_url", "list_name"):
@@ -439,6 +597,7 @@ def smtp_from_env(env: dict[str, str]) -> SmtpSettings | None:
         retries=int(retries_text),
         backoff=_float(env, "DIGESTD_SMTP_BACKOFF", 2.0),
         ca_file=ca_file,
+        data_timeout=_float(env, "DIGESTD_SMTP_DATA_TIMEOUT", 600.0),
     )
 
 
@@ -453,6 +612,15 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
     if value < 0:
         raise ConfigError(f"{name} must not be negative")
     return value
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit() and int(text) > 0):
+        raise ConfigError(f"{name} must be a positive whole number of bytes, not {text!r}")
+    return int(text)
 
 
 def _arxiv_url(env: dict[str, str]) -> str:
@@ -474,14 +642,17 @@ def _build(paths: Paths, data: Any, env: dict[str, str]) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise _Invalid((), "the file must be a mapping with `keywords:` and `subscribers:`")
-    unknown = set(data) - {"keywords", "subscribers", "settings"}
-    if unknown:
-        key = sorted(map(str, unknown))[0]
-        raise _Invalid((key,), f"unknown top-level key {key!r} (expected keywords, subscribers, settings)")
+    _check_text(data)
+    for key in data:
+        if key not in TOP_KEYS:
+            raise _unknown_key((), key, TOP_KEYS, "unknown top-level key {key}")
     settings = _settings(data.get("settings"))
     keywords = _keywords(data.get("keywords"))
     subscribers = _subscribers(data.get("subscribers"), keywords)
     sender = env.get("DIGESTD_FROM") or settings.sender or "Daily Papers <digestd@localhost>"
+    if control_character(sender):
+        raise ConfigError(f"DIGESTD_FROM must be one line of text without control characters "
+                          f"(found {control_character(sender)})")
     if not looks_like_email(parseaddr(sender)[1]) and not parseaddr(sender)[1].endswith("@localhost"):
         raise ConfigError(f"DIGESTD_FROM {sender!r} has no valid address")
     secret = _read_secret(env, "DIGESTD_SECRET")
@@ -495,5 +666,6 @@ def _build(paths: Paths, data: Any, env: dict[str, str]) -> Config:
         arxiv_url=_arxiv_url(env),
         arxiv_delay=_float(env, "DIGESTD_ARXIV_DELAY", 3.0),
         arxiv_timeout=_float(env, "DIGESTD_ARXIV_TIMEOUT", 30.0),
+        arxiv_max_bytes=_positive_int(env, "DIGESTD_ARXIV_MAX_BYTES", DEFAULT_ARXIV_MAX_BYTES),
         secret=secret.encode("utf-8") if secret else None,
     )

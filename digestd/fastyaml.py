@@ -3,8 +3,10 @@
 ruamel's pure-Python safe loader needs about 5 s for 10,000 subscribers (50 s for 100,000);
 this reads the same files about 30 times faster and builds exactly what ruamel's safe loader
 builds (tests/test_scale.py fuzzes the two against each other). Anything outside the subset
-(anchors, tags, block scalars, escapes, tabs, duplicate keys, any error) answers NOT_SIMPLE,
-and the caller hands the text to ruamel, whose error messages name the line.
+(anchors, tags, block scalars, escapes, tabs, duplicate keys, deep nesting, any error) answers
+NOT_SIMPLE, and the caller hands the text to ruamel, whose error messages name the line. So
+anchors, aliases and merge keys only ever reach config.parse_yaml's composer check, which
+refuses them; every rule on the data itself (config._build) is the same for both readers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.resolver import implicit_resolvers
 
 NOT_SIMPLE: Any = object()  # fast_yaml's answer for a text outside its subset
+MAX_DEPTH = 32  # deeper nesting is left to ruamel's path, which refuses it naming the line
 
 
 class _NotSimple(Exception):
@@ -168,12 +171,14 @@ def fast_yaml(text: str) -> Any:
     pos = 0
     count = len(lines)
 
-    def node(indent: int) -> Any:
+    def node(indent: int, depth: int) -> Any:
         body = lines[pos][1]
-        return sequence(indent) if body == "-" or body.startswith("- ") else mapping(indent)
+        return sequence(indent, depth) if body == "-" or body.startswith("- ") else mapping(indent, depth)
 
-    def mapping(indent: int) -> dict[str, Any]:
+    def mapping(indent: int, depth: int) -> dict[str, Any]:
         nonlocal pos
+        if depth > MAX_DEPTH:  # the loaders recurse per level: ruamel's path refuses it by line
+            raise _NotSimple
         out: dict[str, Any] = {}
         while pos < count and lines[pos][0] == indent:
             body = lines[pos][1]
@@ -183,22 +188,26 @@ def fast_yaml(text: str) -> Any:
                     break  # a sequence at this indent belongs to the key before
                 raise _NotSimple
             pos += 1
-            out[m[1]] = value(m[2], indent)
+            out[m[1]] = value(m[2], indent, depth + 1)
         return out
 
-    def value(rest: str | None, indent: int) -> Any:
+    def value(rest: str | None, indent: int, depth: int) -> Any:
         if rest is None or rest.startswith("#"):
             if pos < count:
                 nxt, body = lines[pos]
                 if nxt > indent:
-                    return node(nxt)
+                    return node(nxt, depth)
                 if nxt == indent and body.startswith("- "):
-                    return sequence(indent)
+                    return sequence(indent, depth)
             return None
+        if depth > MAX_DEPTH and rest.startswith("["):
+            raise _NotSimple
         return _inline(rest)
 
-    def sequence(indent: int) -> list[Any]:
+    def sequence(indent: int, depth: int) -> list[Any]:
         nonlocal pos
+        if depth > MAX_DEPTH:
+            raise _NotSimple
         out: list[Any] = []
         while pos < count and lines[pos][0] == indent and lines[pos][1].startswith("- "):
             item = lines[pos][1][2:]
@@ -210,14 +219,16 @@ def fast_yaml(text: str) -> Any:
                 if not _KEY.match(stripped):
                     raise _NotSimple
                 lines[pos] = (inner, stripped)  # "- key: value" opens a mapping at that column
-                out.append(mapping(inner))
+                out.append(mapping(inner, depth + 1))
             else:
+                if depth >= MAX_DEPTH and stripped.startswith("["):
+                    raise _NotSimple
                 pos += 1
                 out.append(_inline(stripped))
         return out
 
     try:
-        data = node(lines[0][0])
+        data = node(lines[0][0], 1)
     except _NotSimple:
         return NOT_SIMPLE
     if pos != count or lines[0][0] != 0:

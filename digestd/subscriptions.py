@@ -19,8 +19,19 @@ from email_validator import EmailNotValidError, validate_email
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from digestd import atomic
 from digestd.atomic import write_atomic
-from digestd.config import Config, check_keyword_name, load_config, parse_yaml, read_yaml_text
+from digestd.config import (
+    Config,
+    Paths,
+    _build,
+    _Invalid,
+    check_keyword_name,
+    control_character,
+    load_config,
+    parse_yaml,
+    read_yaml_text,
+)
 from digestd.errors import ConfigError, UsageError
 from digestd.models import Frequency
 
@@ -89,19 +100,31 @@ def _dump(data: Any, text: str) -> str:
 
 
 @contextmanager
-def _edit_lock(home: Path) -> Iterator[None]:
+def _edit_lock(home: Path, *, wait: bool = True) -> Iterator[bool]:
     """One edit at a time per instance (CLI, `digestd serve` threads and processes alike):
-    an flock on the instance folder itself, so no lock file is left behind."""
+    an flock on the instance folder itself, so no lock file is left behind. Yields whether
+    the lock is held (False only with wait=False while another edit holds it)."""
     try:
         fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:  # a missing folder: reading subscribers.yaml will say so
-        yield
+        yield True
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def sweep_leftovers(home: Path) -> list[Path]:
+    """Remove the temp files a killed edit left beside subscribers.yaml, under the edit lock so
+    a live edit's temp file is never taken; skipped (next time) while another edit runs."""
+    with _edit_lock(home, wait=False) as held:
+        return atomic.sweep_leftovers(home / "subscribers.yaml") if held else []
 
 
 def edit(home: Path, change: Callable[[CommentedMap], list[str]]) -> list[str]:
@@ -146,14 +169,27 @@ def edit(home: Path, change: Callable[[CommentedMap], list[str]]) -> list[str]:
                 f"{path}: this edit cannot be written without breaking the file's layout; "
                 "nothing was changed (make it by hand)"
             ) from None
-        from digestd.config import Paths, _build, _Invalid  # validation shared with the run path
-
         try:
-            _build(Paths(home), check, {})
+            _build(Paths(home), check, {})  # validation shared with the run path
         except _Invalid as err:
-            raise UsageError(f"{path}: {err.message}; nothing was changed") from None
+            raise _refusal(err, home, text) from None
+        atomic.sweep_leftovers(path)  # a killed edit's temp files (we hold the edit lock)
         write_atomic(path, new_text)
         return said
+
+
+def _refusal(err: _Invalid, home: Path, text: str) -> ConfigError:
+    """The sentence for an edit whose result is invalid: with the line in the file as it is
+    when the file already has that problem (an edit cannot be made until it is fixed)."""
+    path = home / "subscribers.yaml"
+    try:
+        _build(Paths(home), parse_yaml(text, path), {})
+    except _Invalid as old:
+        if old.message == err.message:
+            return old.config_error(path, text, "; nothing was changed (fix that first)")
+    except ConfigError:
+        pass
+    return ConfigError(f"{path}: {err.message}; nothing was changed")
 
 
 # While edit() runs a change: the file's lines, and the line spans of the nodes it deletes.
@@ -262,14 +298,21 @@ def keyword_names(data: CommentedMap) -> list[str]:
     return [k if isinstance(k, str) else str(k.get("name")) for k in _seq(data, "keywords")]
 
 
+def _configured(data: CommentedMap, name: str) -> str | None:
+    """The configured spelling of keyword `name`, matched ignoring case, or None."""
+    return next((k for k in keyword_names(data) if k.casefold() == name.casefold()), None)
+
+
 def _check_keywords(data: CommentedMap, wanted: Iterable[str]) -> list[str]:
+    """The keywords a subscriber follows, in their configured spelling (matched ignoring case)."""
     names = keyword_names(data)
     out = []
-    for kw in dict.fromkeys(wanted):
-        if kw not in names:
+    for kw in wanted:
+        configured = _configured(data, kw)
+        if configured is None:
             raise UsageError(f"{kw!r} is not a configured keyword (configured: {', '.join(names) or 'none'})")
-        out.append(kw)
-    return out
+        out.append(configured)
+    return list(dict.fromkeys(out))
 
 
 def add_keyword(
@@ -279,10 +322,16 @@ def add_keyword(
         check_keyword_name(name)
     except ValueError as err:
         raise UsageError(str(err)) from None
+    for what, text in [("--query", query or ""), *(("--category", c) for c in categories or [])]:
+        char = control_character(text)
+        if char:
+            raise UsageError(f"{what} must be one line of text without control characters (found {char})")
 
     def change(data: CommentedMap) -> list[str]:
-        if name in keyword_names(data):
-            raise UsageError(f"keyword {name!r} is already configured")
+        configured = _configured(data, name)
+        if configured is not None:
+            same = "" if configured == name else f" as {configured!r} (names are compared ignoring case)"
+            raise UsageError(f"keyword {name!r} is already configured{same}")
         item: Any = name
         if query or categories:
             item = CommentedMap(name=name)
@@ -299,14 +348,19 @@ def add_keyword(
 def remove_keyword(home: Path, name: str) -> list[str]:
     def change(data: CommentedMap) -> list[str]:
         kws = _seq(data, "keywords")
-        idx = keyword_names(data).index(name) if name in keyword_names(data) else -1
-        if idx < 0:
+        configured = _configured(data, name)
+        if configured is None:
             raise UsageError(f"{name!r} is not a configured keyword")
-        _delete_item(kws, idx)
-        said = [f"removed keyword {name!r}"]
+        _delete_item(kws, keyword_names(data).index(configured))
+        said = [f"removed keyword {configured!r}"]
         for sub in _seq(data, "subscribers"):
-            if isinstance(sub, dict) and isinstance(sub.get("keywords"), list) and name in sub["keywords"]:
-                sub["keywords"].remove(name)
+            follows = sub.get("keywords") if isinstance(sub, dict) else None
+            if not isinstance(follows, list):
+                continue
+            hits = [j for j, k in enumerate(follows) if str(k).casefold() == configured.casefold()]
+            for j in reversed(hits):
+                del follows[j]
+            if hits:
                 said.append(f"{sub['email']} no longer follows it")
         return said
 
@@ -314,8 +368,8 @@ def remove_keyword(home: Path, name: str) -> list[str]:
 
 
 def _check_name(name: str | None) -> None:
-    if name is not None and (not name.strip() or any(c in name for c in "\r\n\t\x00")):
-        raise UsageError("a name must be one line of text")
+    if name is not None and (not name.strip() or control_character(name)):
+        raise UsageError("a name must be one line of text without control characters")
 
 
 def _frequency(value: str) -> Frequency:
@@ -384,12 +438,33 @@ def unsubscribe(home: Path, email: str) -> bool:
     return bool(removed)
 
 
+def unsubscribe_many(home: Path, emails: Iterable[str]) -> set[str]:
+    """Remove every listed address that is subscribed in one edit and one write (a burst of
+    one-click unsubscribes); the lower-cased addresses that were removed."""
+    wanted = {e.strip().lower() for e in emails}
+    removed: set[str] = set()
+
+    def change(data: CommentedMap) -> list[str]:
+        subs = data.get("subscribers")
+        if not isinstance(subs, CommentedSeq):
+            return []
+        hits = [i for i, item in enumerate(subs)
+                if isinstance(item, dict) and str(item.get("email", "")).lower() in wanted]
+        for i in reversed(hits):  # from the end: the line numbers of the items before stay valid
+            removed.add(str(subs[i]["email"]).lower())
+            _delete_item(subs, i)
+        return [f"removed {len(hits)} subscriber(s)"]
+
+    edit(home, change)
+    return removed
+
+
 def set_status(home: Path, email: str, status: str) -> list[str]:
     """Pause (`paused`) or resume (`active`) a subscriber."""
 
     def change(data: CommentedMap) -> list[str]:
         item = _find(_seq(data, "subscribers"), email)
-        if item.get("status", "active") == status:
+        if str(item.get("status", "active")).lower() == status:
             return [f"{item['email']} is already {status}; nothing changed"]
         if status == "active":
             _delete_key(item, "status")
@@ -415,11 +490,13 @@ def set_subscriber(
         if keywords:
             wanted = _check_keywords(data, keywords)
             current = item.get("keywords")
-            if not isinstance(current, list) or list(current) != wanted:
+            follows = current if isinstance(current, list) else []
+            spelled = list(dict.fromkeys(_configured(data, str(k)) or str(k) for k in follows))
+            if not isinstance(current, list) or spelled != wanted:
                 old = ", ".join(map(str, current)) if isinstance(current, list) else "all keywords"
                 item["keywords"] = _flow(wanted)
                 said.append(f"{addr} follows {', '.join(wanted)} (was: {old})")
-        if frequency is not None and item.get("frequency", "daily") != frequency.value:
+        if frequency is not None and str(item.get("frequency", "daily")).lower() != frequency.value:
             old = item.get("frequency", "daily")
             if frequency is Frequency.DAILY and "frequency" in item:
                 _delete_key(item, "frequency")

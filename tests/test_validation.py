@@ -300,8 +300,8 @@ def test_smtp_tuning_reaches_the_transport_from_config_not_env(tmp_path: Path) -
                                  "DIGESTD_SMTP_CA_FILE": str(ca)})
     assert cfg.smtp is not None
     assert (cfg.smtp.retries, cfg.smtp.backoff, cfg.smtp.ca_file) == (0, 0.5, str(ca))
-    # env is accepted (run_cmd passes it) and ignored
-    t = make_transport(cfg.smtp, tmp_path, connections=1, max_rate=None, env={"DIGESTD_SMTP_RETRIES": "x"})
+    # the transport takes its tuning from the config alone (make_transport has no env parameter)
+    t = make_transport(cfg.smtp, tmp_path, connections=1, max_rate=None)
     assert isinstance(t, SmtpTransport) and (t.retries, t.backoff, t.ca_file) == (0, 0.5, str(ca))
     default = make_transport(SmtpSettings("h", 25, "none"), tmp_path, connections=1, max_rate=None)
     assert isinstance(default, SmtpTransport) and (default.retries, default.backoff) == (3, 2.0)

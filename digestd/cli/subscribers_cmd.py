@@ -18,6 +18,8 @@ KW = Annotated[
     typer.Option("--keyword", "-k", help="A configured keyword (repeatable); none means all."),
 ]
 
+FREQUENCY = typer.Option(help="daily or weekly (any case).", case_sensitive=False)
+
 
 def _echo(lines: list[str]) -> None:
     for line in lines or ["nothing changed"]:
@@ -34,7 +36,7 @@ def register(app: typer.Typer) -> None:
         email: str,
         name: Annotated[str | None, typer.Option(help="Display name.")] = None,
         keyword: KW = None,
-        frequency: Annotated[Frequency, typer.Option(help="daily or weekly.")] = Frequency.DAILY,
+        frequency: Annotated[Frequency, FREQUENCY] = Frequency.DAILY,
     ) -> None:
         """Add a subscriber."""
         _echo(subscriptions.add_subscriber(cli_context(ctx).home, email, name, keyword or [], frequency))
@@ -64,7 +66,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         email: str,
         keyword: KW = None,
-        frequency: Annotated[Frequency | None, typer.Option(help="daily or weekly.")] = None,
+        frequency: Annotated[Frequency | None, FREQUENCY] = None,
         name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     ) -> None:
         """Change a subscriber's keywords, frequency or name."""
