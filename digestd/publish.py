@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 
 from digestd.atomic import write_atomic
+from digestd.links import safe_arxiv_link
 from digestd.models import Paper
 
 START = "<!-- digestd:start -->"
@@ -22,8 +23,9 @@ TABLE_HEAD = "| **Title** | **Date** | **Abstract** | **Comment** |\n| --- | ---
 
 
 def cell(text: str) -> str:
-    """Make arXiv text safe inside one Markdown table cell."""
-    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;")
+    """Make arXiv text safe inside one Markdown table cell: no cell break, no HTML tag, and
+    no inline link or image (`](` is written `]\\(`), so the text never becomes markup."""
+    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace("](", "]\\(")
 
 
 def comment_cell(comment: str | None) -> str:
@@ -42,8 +44,10 @@ def link_text(title: str) -> str:
 
 
 def row(paper: Paper) -> str:
+    """One README row; its link is the paper's checked arXiv URL (state may predate the checks)."""
+    link = safe_arxiv_link(paper.link, paper.id, paper.version)
     return (
-        f"| **[{link_text(paper.title)}]({paper.link})** | {paper.date} | "
+        f"| **[{link_text(paper.title)}]({link})** | {paper.date} | "
         f"<details><summary>Show</summary><p>{cell(paper.summary)}</p></details> | "
         f"{comment_cell(paper.comment)} |\n"
     )

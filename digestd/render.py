@@ -17,6 +17,7 @@ from urllib.parse import quote
 import css_inline
 from markupsafe import Markup, escape
 
+from digestd.links import code_link, safe_paper
 from digestd.models import Paper
 from digestd.templates import TEXT_WIDTH, URL_RE, html_env, read_asset, text_env, wrap
 from digestd.tokens import make_token
@@ -111,11 +112,14 @@ def _link_label(url: str, limit: int = 48) -> str:
 
 
 def linkify(text: str) -> Markup:
-    """Escape `text`, with each http(s) URL in it made a link (URL and label escaped too)."""
+    """Escape `text`; a URL in it becomes a link only on an allow-listed host, normalised
+    (links.code_link); any other URL, `javascript:` and the like stay escaped text."""
     out: list[str] = []
     pos = 0
     for m in URL_RE.finditer(text):
-        url = m.group(0)
+        url = code_link(m.group(0))
+        if url is None:
+            continue
         out.append(f'{escape(text[pos : m.start()])}<a href="{escape(url)}">{escape(_link_label(url))}</a>')
         pos = m.end()
     out.append(str(escape(text[pos:])))
@@ -123,13 +127,14 @@ def linkify(text: str) -> Markup:
 
 
 def text_references(text: str, label: str, refs: list[tuple[str, str]]) -> str:
-    """For the text part: a URL too long for a line becomes a Markdown reference `[label-N]`,
-    its definition appended to `refs` (definitions may exceed the width; running text not)."""
+    """For the text part: an allow-listed URL (links.code_link) too long for a line becomes a
+    Markdown reference `[label-N]`, its normalised definition appended to `refs` (definitions
+    may exceed the width). Any other URL stays in the running text, never a link definition."""
 
     def swap(m: re.Match[str]) -> str:
-        url = m.group(0)
-        if len(url) <= TEXT_WIDTH - 2:
-            return url
+        url = code_link(m.group(0))  # only an allow-listed URL becomes a reference (a link)
+        if url is None or len(m.group(0)) <= TEXT_WIDTH - 2:
+            return m.group(0)
         refs.append((f"{label}-{len(refs) + 1}", url))
         return f"[{refs[-1][0]}]"
 
@@ -259,6 +264,7 @@ class DigestRenderer:
     def _paper(self, keyword: str, paper: Paper) -> tuple[_Framed, _Framed]:
         key = (keyword, paper.id)
         if key not in self._papers_html:
+            paper = safe_paper(paper)  # state from an older digestd may hold unchecked links
             if keyword not in self._patterns:
                 self._patterns[keyword] = highlighter(keyword)
             pattern = self._patterns[keyword]

@@ -20,11 +20,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import random
 import re
+import ssl
+import struct
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -41,6 +45,7 @@ from fixtures import (
     FixturePaper,
     atom_feed,
     make_feeds,
+    make_papers,
     parse_seed,
 )
 
@@ -66,6 +71,12 @@ class FaultKind(StrEnum):
     STALL = "stall"  # nothing for `seconds`, then normal service
     UNSORTED = "unsorted"  # the keyword's papers oldest first (or shuffled)
     OLD = "old"  # serve `papers` instead of the keyword's
+    TRICKLE = "trickle"  # the normal answer, one byte every `seconds` (from the status line on, or the body)
+    GZIP = "gzip"  # the normal answer with Content-Encoding `encoding` (gzip, deflate, raw deflate)
+    BOMB = "bomb"  # Content-Encoding gzip, inflating to `size` bytes of zeros (made piece by piece)
+    PADDED = "padded"  # the feed with an XML comment of `size` bytes; `length=False`: no Content-Length
+    TOO_MANY = "too_many"  # `size` entries whatever max_results says (the keyword's, then older ones)
+    RAW = "raw"  # the normal feed with `entries` (raw XML) inserted before its first entry
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,12 @@ class Fault:
     shuffle: bool = False
     seed: int = 0
     papers: tuple[FixturePaper, ...] = ()
+    headers: bool = False  # TRICKLE: from the status line on, not only the body
+    encoding: str = "gzip"  # GZIP: gzip | deflate | raw-deflate (sent as "deflate" without the zlib wrapper)
+    label: str | None = None  # GZIP: the Content-Encoding header sent, when not the encoding's own
+    size: int = 0  # BOMB: inflated bytes; PADDED: comment bytes; TOO_MANY: entries
+    length: bool = True  # PADDED: send Content-Length (False: the body ends when the connection closes)
+    entries: tuple[str, ...] = ()  # RAW: <entry> elements as XML text
 
     @classmethod
     def status(cls, code: int, *, retry_after: int | None = None) -> Fault:
@@ -111,6 +128,39 @@ class Fault:
     def old(cls, papers: Sequence[FixturePaper]) -> Fault:
         return cls(FaultKind.OLD, papers=tuple(papers))
 
+    @classmethod
+    def trickle(cls, seconds: float = 0.5, *, headers: bool = False) -> Fault:
+        """The normal answer one byte every `seconds`: the body only, or with `headers` the
+        status line and headers too (stops when the client goes or stop() is called)."""
+        return cls(FaultKind.TRICKLE, seconds=seconds, headers=headers)
+
+    @classmethod
+    def compressed(cls, encoding: str = "gzip", *, label: str | None = None) -> Fault:
+        """The normal answer compressed: "gzip", "deflate" (zlib) or "raw-deflate"."""
+        return cls(FaultKind.GZIP, encoding=encoding, label=label)
+
+    @classmethod
+    def gzip_bomb(cls, size: int = 1100 << 20) -> Fault:
+        """Content-Encoding gzip: about size/1000 bytes on the wire, `size` bytes of zeros inflated.
+        Made now (and kept), so serving it costs no time."""
+        gzip_bomb(size)
+        return cls(FaultKind.BOMB, size=size)
+
+    @classmethod
+    def padded(cls, size: int, *, length: bool = True) -> Fault:
+        """The normal feed made `size` bytes larger by an XML comment (no Content-Length unless `length`)."""
+        return cls(FaultKind.PADDED, size=size, length=length)
+
+    @classmethod
+    def too_many(cls, n: int) -> Fault:
+        """`n` entries whatever max_results asks: the keyword's own, then older synthetic ones."""
+        return cls(FaultKind.TOO_MANY, size=n)
+
+    @classmethod
+    def raw(cls, *entries: str) -> Fault:
+        """The normal feed with these raw `<entry>` elements before its first entry."""
+        return cls(FaultKind.RAW, entries=tuple(entries))
+
 
 @dataclass
 class RequestLog:
@@ -141,6 +191,49 @@ def truncate_feed(body: bytes) -> bytes:
     a = starts[len(starts) // 2]
     b = text.find("</entry>", a)
     return text[: a + (b - a) // 2].encode("utf-8")
+
+
+@functools.lru_cache(maxsize=2)
+def gzip_bomb(size: int) -> bytes:
+    """A gzip member inflating to `size` zero bytes, about size/1000 bytes long, made 1 MiB
+    at a time: after a full flush the compressor starts afresh, so every 1 MiB block of
+    zeros compresses to the same bytes, and the block is simply repeated."""
+    block = bytes(1 << 20)
+    n, rest = divmod(size, len(block))
+    c = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    piece = c.compress(block) + c.flush(zlib.Z_FULL_FLUSH)
+    tail = c.compress(bytes(rest)) + c.flush()
+    crc = 0
+    for _ in range(n):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(bytes(rest), crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # gzip, deflate, no name, no mtime
+    return header + piece * n + tail + struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
+def compress(body: bytes, encoding: str) -> bytes:
+    """`body` as Content-Encoding gzip, deflate (zlib-wrapped) or raw-deflate ("identity": as is)."""
+    if encoding == "identity":
+        return body
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}[encoding]
+    c = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return c.compress(body) + c.flush()
+
+
+def insert_entries(body: bytes, entries: Sequence[str]) -> bytes:
+    """A feed with raw `<entry>` elements put before its first entry (or before </feed>)."""
+    at = body.find(b"<entry>")
+    if at < 0:
+        at = body.rindex(b"</feed>")
+    raw = "".join(e.strip() + "\n  " for e in entries).encode("utf-8")
+    return body[:at] + raw + body[at:]
+
+
+def pad_feed(body: bytes, size: int) -> bytes:
+    """A feed made `size` bytes longer by an XML comment before </feed>."""
+    at = body.rindex(b"</feed>")
+    filler = b"<!-- " + b"x" * max(0, size - 9) + b" -->\n"
+    return body[:at] + filler + body[at:]
 
 
 class _Server(ThreadingHTTPServer):
@@ -188,6 +281,7 @@ class FakeArxiv:
         classic: bool = False,
         latency: float = 0.0,
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.feeds: dict[str, list[FixturePaper]] = {k: list(v) for k, v in (feeds or {}).items()}
         self.faults: dict[str, list[Fault]] = {k: list(v) for k, v in (faults or {}).items()}
@@ -195,6 +289,7 @@ class FakeArxiv:
         self.classic = classic  # serve the older per-element-namespace format
         self.latency = latency  # seconds added before every response
         self._port = port
+        self._tls = tls  # serve https with this server context
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -207,6 +302,8 @@ class FakeArxiv:
             return self
         self._stopping.clear()
         server = _Server(("127.0.0.1", self._port), _Handler)
+        if self._tls is not None:
+            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
         server.fake = self
         self._server = server
         self._thread = threading.Thread(
@@ -242,8 +339,9 @@ class FakeArxiv:
 
     @property
     def url(self) -> str:
-        """http://127.0.0.1:PORT/api/query"""
-        return f"http://127.0.0.1:{self.port}/api/query"
+        """http://127.0.0.1:PORT/api/query (https with `tls`)"""
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/api/query"
 
     @property
     def query_url_format(self) -> str:
@@ -316,6 +414,14 @@ class FakeArxiv:
                     papers.reverse()
             elif fault.kind is FaultKind.OLD:
                 papers = list(fault.papers)
+            elif fault.kind is FaultKind.BOMB:
+                h.send(200, gzip_bomb(fault.size), headers={"Content-Encoding": "gzip"})
+                return
+            elif fault.kind is FaultKind.TOO_MANY:
+                own = papers or []
+                extra = make_papers(keyword, max(0, fault.size - len(own)), first=50000, date="2001-01-01")
+                papers = own + extra
+                start, max_results = 0, len(papers)
 
         all_papers = papers or []
         body = atom_feed(
@@ -328,7 +434,40 @@ class FakeArxiv:
         )
         if fault is not None and fault.kind is FaultKind.TRUNCATED:
             body = truncate_feed(body if all_papers else REAL_SEARCH.read_bytes())
+        if fault is not None:
+            self._send_shaped(h, fault, body)
+            return
         h.send(200, body)
+
+    def _send_shaped(self, h: _Handler, fault: Fault, body: bytes) -> None:
+        """The 200 answer `body` as `fault` bends it (or as it is)."""
+        if fault.kind is FaultKind.RAW:
+            h.send(200, insert_entries(body, fault.entries))
+        elif fault.kind is FaultKind.GZIP:
+            encoding = fault.label or ("deflate" if fault.encoding == "raw-deflate" else fault.encoding)
+            h.send(200, compress(body, fault.encoding), headers={"Content-Encoding": encoding})
+        elif fault.kind is FaultKind.PADDED and fault.length:
+            h.send(200, pad_feed(body, fault.size))
+        elif fault.kind is FaultKind.PADDED:  # no Content-Length: the body ends when the connection does
+            h.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Type: " + ATOM_CONTENT_TYPE.encode() + b"\r\n\r\n")
+            h.wfile.write(pad_feed(body, fault.size))
+        elif fault.kind is FaultKind.TRICKLE:
+            self._trickle(h, body, fault)
+        else:
+            h.send(200, body)
+
+    def _trickle(self, h: _Handler, body: bytes, fault: Fault) -> None:
+        """Write the answer one byte every `fault.seconds` until done, the client goes, or stop()."""
+        head = (
+            f"HTTP/1.0 200 OK\r\nContent-Type: {ATOM_CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        data = head + body if fault.headers else body
+        if not fault.headers:
+            h.wfile.write(head)
+        for i in range(len(data)):
+            if self._stopping.wait(fault.seconds):
+                return
+            h.wfile.write(data[i : i + 1])
 
     @staticmethod
     def _send_status(h: _Handler, fault: Fault) -> None:

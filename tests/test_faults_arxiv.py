@@ -44,6 +44,7 @@ FAILURES: dict[str, tuple[Callable[[], list[Fault]], str]] = {
     "html_error_page": (lambda: [Fault.html()], "not an Atom feed"),
     "truncated_xml": (lambda: [Fault.truncated()], "not well-formed XML"),
     "stalled_response": (lambda: [Fault.stall(30)] * 2, f"did not answer within {TIMEOUT:g} s"),
+    "trickled_response": (lambda: [Fault.trickle(0.1)] * 2, f"did not finish answering within {TIMEOUT:g} s"),
     "entries_not_sorted": (lambda: [Fault.unsorted()], "not sorted by date"),
     "old_papers_as_new": (
         lambda: [Fault.old(make_papers(KW_A, 5, first=700, date="2019-03-04"))],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from typing import Annotated
 
@@ -66,14 +65,14 @@ def register(app: typer.Typer) -> None:
         """Fetch, diff, mail and publish once (what the systemd timer runs)."""
         home = cli_context(ctx).home
         cfg = load_config(home)
-        env = dict(os.environ)
-        source = ArxivSource(cfg.arxiv_url, delay=cfg.arxiv_delay, timeout=cfg.arxiv_timeout)
+        source = ArxivSource(
+            cfg.arxiv_url, delay=cfg.arxiv_delay, timeout=cfg.arxiv_timeout, max_bytes=cfg.arxiv_max_bytes
+        )
         transport = make_transport(
             cfg.smtp,
             cfg.paths.maildir,
             connections=cfg.settings.connections,
             max_rate=cfg.settings.max_rate,
-            env=env,
         )
         if not cfg.keywords:
             log.warning(
