@@ -9,7 +9,7 @@ import typer
 
 from digestd.cli.context import cli_context
 from digestd.config import load_config
-from digestd.unsubscribe import DEFAULT_HOST, DEFAULT_PORT, make_server
+from digestd.unsubscribe import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, make_server
 
 log = logging.getLogger("digestd")
 
@@ -22,10 +22,14 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="Address to listen on (keep it local; proxy to it).")
         ] = DEFAULT_HOST,
         port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = DEFAULT_PORT,
+        idle_timeout: Annotated[
+            float,
+            typer.Option(help="Seconds a silent connection is kept open.", min=0.1, max=3600),
+        ] = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         """Serve unsubscribe links: GET shows a confirmation page, POST unsubscribes (RFC 8058)."""
         cfg = load_config(cli_context(ctx).home)
-        server = make_server(cfg, host, port)
+        server = make_server(cfg, host, port, idle_timeout)
         bound_host, bound_port = server.server_address[:2]
         url = cfg.settings.public_url
         if url:
