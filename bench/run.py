@@ -185,12 +185,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     pipeline.group_for_subscriber = tm.wrap("render", pipeline.group_for_subscriber)
     DigestRenderer.render = tm.wrap("render", DigestRenderer.render)  # type: ignore[method-assign]
     pipeline.build_message = tm.wrap("render", pipeline.build_message)
-    Outbox.flush = tm.wrap("ledger", Outbox.flush)  # type: ignore[method-assign]
+    Outbox.append = tm.wrap("ledger", Outbox.append)  # type: ignore[method-assign]
     real_sendmail = deliver.sendmail
 
-    async def sendmail(client: Any, env_: Any) -> None:
+    async def sendmail(client: Any, env_: Any, **kw: Any) -> None:
         tm.bytes += len(env_.data)
-        await real_sendmail(client, env_)
+        await real_sendmail(client, env_, **kw)
 
     deliver.sendmail = sendmail
 
@@ -204,7 +204,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         loaded = time.perf_counter()
         source = ArxivSource(url, delay=0.0, timeout=60, retries=1)
         transport = make_transport(cfg.smtp, cfg.paths.maildir, connections=cfg.settings.connections,
-                                   max_rate=cfg.settings.max_rate, env=env)
+                                   max_rate=cfg.settings.max_rate)
         now = pipeline.datetime.fromisoformat(f"{day}T12:00:00+00:00")
         spy = None
         if os.environ.get("BENCH_PYSPY") and day == DAY2:  # sampling profile: py-spy on PATH
@@ -279,20 +279,20 @@ def naive(args: argparse.Namespace) -> dict[str, Any]:
     outbox = Outbox(cfg.paths.outbox_db)
     by_kw = {kw: {p.id: p for _, p in items} for kw, items in store.by_keyword().items()}
     order = [k.name for k in cfg.keywords]
-    docs = [d for d in outbox.all_deliveries() if d["date"] == DAY2][: args.count]
+    docs = [d for d in outbox.all_deliveries() if d.date == DAY2][: args.count]
     r = DigestRenderer(cfg.paths.templates, date=DAY2, list_name="Daily Papers", sender=cfg.sender)
     prepared = []
     for d in docs:
-        additions = {kw: [by_kw[kw][i] for i in ids] for kw, ids in d["papers"].items()}
+        additions = {kw: [by_kw[kw][i] for i in ids] for kw, ids in d.papers.items()}
         sections = group_for_subscriber(order, additions)
-        text, html = r.render(d["email"], sections)
+        text, html = r.render(d.email, sections)
         prepared.append((d, text, html, count_papers(sections)))
     start = time.perf_counter()
     with smtplib.SMTP("127.0.0.1", args.sink_port) as smtp:
         for d, text, html, n in prepared:
             msg = EmailMessage()
             msg["From"] = cfg.sender
-            msg["To"] = formataddr((d.get("name") or "", d["email"]))
+            msg["To"] = formataddr((d.name or "", d.email))
             msg["Subject"] = f"Daily Papers {DAY2}: {plural(n, 'new paper')}"
             msg["Date"] = format_datetime(datetime.now(UTC))
             msg["Message-ID"] = make_msgid(domain="example.org")

@@ -1,9 +1,12 @@
 """Deliver prepared messages: SMTP over a few reused connections, or a local Maildir.
 
-Each outcome is reported the moment it is known, so the ledger can record it within a
-fraction of a second. Errors are sorted the way a mail admin would sort them: 4xx and
-dropped connections are retried (then left pending), 5xx for a recipient fails that one
-delivery, authentication or TLS trouble stops all sending at once.
+Each outcome is reported the moment it is known, and the sender waits until the ledger has
+made an acceptance durable before the next message goes out on that connection: a kill
+repeats at most one digest per connection. Errors are sorted the way a mail admin would
+sort them: 4xx and dropped connections are retried (then left pending), 5xx for a
+recipient fails that one delivery, no reply after the final "." is "unknown" (never resent
+within the run), authentication or TLS trouble stops all sending at once. Anything else
+that goes wrong with one message fails that one delivery, never the run.
 """
 
 from __future__ import annotations
@@ -13,19 +16,26 @@ import logging
 import mailbox
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
 
+from digestd import smtpwire
 from digestd.config import SmtpSettings
 from digestd.message import Envelope
+from digestd.records import DeliveryStatus
 
 log = logging.getLogger(__name__)
 
-SENT, FAILED, PENDING = "sent", "failed", "pending"
+SENT, FAILED, PENDING, UNKNOWN = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.PENDING,
+    DeliveryStatus.UNKNOWN,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +48,21 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    status: str  # sent | failed | pending
+    status: DeliveryStatus
     detail: str = ""
 
 
-Report = Callable[[Job, Outcome], None]
+# Awaited for every outcome; for SENT it returns once the acceptance is durable.
+Report = Callable[[Job, Outcome], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class TransportResult:
+    """How sending ended as a whole: `fatal` (a setting to fix: auth, TLS, our sender
+    refused) or `unreachable` (the server could not be reached); None when neither."""
+
+    fatal: str | None = None
+    unreachable: str | None = None
 
 
 class FatalSmtpError(Exception):
@@ -53,10 +73,19 @@ class UnreachableSmtpError(Exception):
     """The server could not be reached at all; everything stays pending."""
 
 
+class NoSmtpUtf8(Exception):
+    """The address needs SMTPUTF8 and the server does not offer it."""
+
+
 class Transport(Protocol):
     def describe(self) -> str: ...
 
-    async def deliver(self, jobs: AsyncIterator[Job], report: Report) -> None: ...
+    async def deliver(self, jobs: AsyncIterator[Job], report: Report) -> TransportResult: ...
+
+
+def needs_utf8(env: Envelope) -> bool:
+    """An address with a non-ASCII local part (an IDN domain alone goes as xn--)."""
+    return env.utf8 or not (env.sender.isascii() and env.recipient.isascii())
 
 
 class MaildirTransport:
@@ -68,11 +97,19 @@ class MaildirTransport:
     def describe(self) -> str:
         return f"the Maildir at {self.path}"
 
-    async def deliver(self, jobs: AsyncIterator[Job], report: Report) -> None:
-        box = mailbox.Maildir(str(self.path), create=True)
+    async def deliver(self, jobs: AsyncIterator[Job], report: Report) -> TransportResult:
+        try:
+            box = mailbox.Maildir(str(self.path), create=True)
+        except OSError as err:
+            return TransportResult(unreachable=f"cannot open the Maildir {self.path}: {err.strerror or err}")
         async for job in jobs:
-            box.add(job.envelope.data)
-            report(job, Outcome(SENT, "stored in Maildir"))
+            try:
+                box.add(job.envelope.data)
+            except OSError as err:  # disk full, permissions: that digest stays pending
+                await report(job, Outcome(PENDING, f"cannot write to {self.path}: {err.strerror or err}"))
+                continue
+            await report(job, Outcome(SENT, "stored in Maildir"))
+        return TransportResult()
 
 
 class RateLimiter:
@@ -177,14 +214,15 @@ class SmtpTransport:
                 raise FatalSmtpError(f"SMTP login at {where} failed: {_short(err)}") from None
         return client
 
-    async def deliver(self, jobs: AsyncIterator[Job], report: Report) -> None:
+    async def deliver(self, jobs: AsyncIterator[Job], report: Report) -> TransportResult:
+        smtpwire.check_version()
         queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.connections * 4)
         stop = asyncio.Event()
 
         async def produce() -> None:
             async for job in jobs:
                 if stop.is_set():
-                    report(job, Outcome(PENDING, self.fatal or self.unreachable or "not sent"))
+                    await report(job, Outcome(PENDING, self.fatal or self.unreachable or "not sent"))
                     continue
                 await queue.put(job)
             for _ in range(self.connections):
@@ -195,9 +233,18 @@ class SmtpTransport:
             try:
                 while (job := await queue.get()) is not None:
                     if stop.is_set():
-                        report(job, Outcome(PENDING, self.fatal or self.unreachable or "not sent"))
+                        await report(job, Outcome(PENDING, self.fatal or self.unreachable or "not sent"))
                         continue
-                    client = await self._send_one(client, job, report, stop)
+                    try:
+                        client, outcome = await self._send_one(client, job, stop)
+                    except smtpwire.SmtpWireError as err:
+                        self.fatal = str(err)
+                        stop.set()
+                        client, outcome = _drop(client), Outcome(PENDING, str(err))
+                    except Exception as err:  # one message's trouble fails that message only
+                        log.warning("delivery to %r failed: %s", job.envelope.recipient, _short(err))
+                        client, outcome = _drop(client), Outcome(FAILED, f"could not be sent: {_short(err)}")
+                    await report(job, outcome)
             finally:
                 if client is not None and client.is_connected:
                     try:
@@ -206,10 +253,13 @@ class SmtpTransport:
                         client.close()
 
         await asyncio.gather(produce(), *(work() for _ in range(self.connections)))
+        return TransportResult(self.fatal, self.unreachable)
 
     async def _send_one(
-        self, client: aiosmtplib.SMTP | None, job: Job, report: Report, stop: asyncio.Event
-    ) -> aiosmtplib.SMTP | None:
+        self, client: aiosmtplib.SMTP | None, job: Job, stop: asyncio.Event
+    ) -> tuple[aiosmtplib.SMTP | None, Outcome]:
+        """Try one message, with retries of what may pass; the connection to keep, and how it
+        ended. Reporting is the caller's, so an acceptance is durable before the next one."""
         env = job.envelope
         last = ""
         for attempt in range(self.retries + 1):
@@ -221,9 +271,14 @@ class SmtpTransport:
                 if client is None or not client.is_connected:
                     client = await self._connect()
                 await self.limiter.wait()
-                await sendmail(client, env)
-                report(job, Outcome(SENT, ""))
-                return client
+                await sendmail(client, env, timeout=self.s.timeout, final_timeout=self.s.data_timeout)
+                return client, Outcome(SENT, "")
+            except smtpwire.FinalReplyLost as err:
+                # It may have been delivered: never resent in this run (a later run resends it
+                # at most once, with the same Message-ID).
+                return None, Outcome(UNKNOWN, f"no reply after the message was sent: {err}")
+            except NoSmtpUtf8 as err:
+                return await _reset(client), Outcome(FAILED, str(err))
             except FatalSmtpError as err:
                 self.fatal = str(err)
                 stop.set()
@@ -239,8 +294,7 @@ class SmtpTransport:
                 resp = err.recipients[0]
                 last = f"{resp.code} {resp.message}"
                 if 500 <= resp.code < 600:
-                    report(job, Outcome(FAILED, last))
-                    return await _reset(client)
+                    return await _reset(client), Outcome(FAILED, last)
                 client = await _reset(client)
             except aiosmtplib.SMTPAuthenticationError as err:
                 where = f"{self.s.host}:{self.s.port}"
@@ -259,63 +313,52 @@ class SmtpTransport:
                     last = self.fatal
                     break
                 if err.code == 421 or not 500 <= err.code < 600:
-                    if err.code == 421 and client is not None:
-                        client.close()
-                        client = None
-                    else:
-                        client = await _reset(client)
+                    client = _drop(client) if err.code == 421 else await _reset(client)
                     continue
-                report(job, Outcome(FAILED, last))
-                return await _reset(client)
+                return await _reset(client), Outcome(FAILED, last)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as err:
                 last = f"connection lost: {_short(err)}"
-                if client is not None:
-                    client.close()
-                client = None
+                client = _drop(client)
             except aiosmtplib.SMTPException as err:
                 last = _short(err)
-                if client is not None:
-                    client.close()
-                client = None
-            log.info("delivery to %s: %s (attempt %d)", env.recipient, last, attempt + 1)
-        report(job, Outcome(PENDING, last))
-        return client
+                client = _drop(client)
+            log.info("delivery to %r: %s (attempt %d)", env.recipient, last, attempt + 1)
+        return client, Outcome(PENDING, last)
 
 
-async def sendmail(client: aiosmtplib.SMTP, env: Envelope) -> None:
-    """`client.sendmail()` for prepared bytes, with the same errors.
+async def sendmail(client: aiosmtplib.SMTP, env: Envelope, *, timeout: float, final_timeout: float) -> None:
+    """MAIL, RCPT and DATA for prepared CRLF bytes, with aiosmtplib's errors.
 
-    aiosmtplib's sendmail runs regular expressions over every message (line endings twice,
-    for SIZE and for DATA, then dot-stuffing): a third of the CPU a digest costs. Our messages
-    already have CRLF line ends, so dot-stuffing is one `bytes.replace`, and DATA goes
-    through aiosmtplib's own protocol object. Anything unexpected (other line ends, an
-    aiosmtplib whose protocol looks different) takes aiosmtplib's path unchanged.
-    """
+    A non-ASCII address goes with SMTPUTF8 when the server offers it (RFC 6531); otherwise
+    that delivery fails for good with a reason that says so (NoSmtpUtf8)."""
     data = env.data
-    proto = client.protocol
-    fast = _FAST_DATA and proto is not None and hasattr(proto, "_command_lock")
-    if not (fast and (env.crlf or _crlf_only(data))):
-        await client.sendmail(env.sender, [env.recipient], data)
-        return
-    size = not client.is_ehlo_or_helo_needed and client.supports_extension("size")
-    options = [f"SIZE={len(data)}"] if size else []
+    if not (env.crlf or _crlf_only(data)):
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    options: list[str] = []
+    encoding = "ascii"
+    if needs_utf8(env):
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        if not client.supports_extension("smtputf8"):
+            raise NoSmtpUtf8(
+                f"the address {env.recipient!r} needs SMTPUTF8, which the SMTP server does not offer"
+            )
+        options.append("SMTPUTF8")
+        encoding = "utf-8"
+    if not client.is_ehlo_or_helo_needed and client.supports_extension("size"):
+        options.append(f"SIZE={len(data)}")
     try:
-        await client.mail(env.sender, options=options)
+        await client.mail(env.sender, options=options, encoding=encoding)
         try:
-            await client.rcpt(env.recipient)
+            await client.rcpt(env.recipient, encoding=encoding)
         except aiosmtplib.SMTPRecipientRefused as err:
             raise aiosmtplib.SMTPRecipientsRefused([err]) from None
         stuffed = data.replace(b"\r\n.", b"\r\n..")  # the same object when no line starts with "."
-        await _data(client, b"." + stuffed if stuffed.startswith(b".") else stuffed)
+        wire = b"." + stuffed if stuffed.startswith(b".") else stuffed
+        await smtpwire.data(client, wire, timeout=timeout, final_timeout=final_timeout)
     except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
         await _reset(client)  # as sendmail does: leave no half-made envelope behind
         raise
-
-
-# _data is aiosmtplib's SMTPProtocol.execute_data_command minus its regular expressions. It
-# uses the protocol's command lock, write and read_response, as in aiosmtplib 3.0 to 5.1 (5.x
-# adds the reply flag `_response_pending`; setting it on older versions does nothing).
-_FAST_DATA = hasattr(aiosmtplib, "SMTP") and hasattr(aiosmtplib.SMTP, "is_ehlo_or_helo_needed")
 
 
 def _crlf_only(data: bytes) -> bool:
@@ -323,27 +366,11 @@ def _crlf_only(data: bytes) -> bool:
     return data.endswith(b"\r\n") and data.count(b"\n") == crlf and data.count(b"\r") == crlf
 
 
-async def _data(client: aiosmtplib.SMTP, wire: bytes) -> None:
-    """DATA with `wire`: the message, dot-stuffed, ending in CRLF (the final "." is added)."""
-    proto = client.protocol
-    if proto is None or proto._command_lock is None:
-        raise aiosmtplib.SMTPServerDisconnected("Server not connected")
-    timeout = client.timeout
-    try:
-        async with proto._command_lock:
-            proto._response_pending = True
-            proto.write(b"DATA\r\n")
-            start = await proto.read_response(timeout=timeout)
-            if start.code != aiosmtplib.SMTPStatus.start_input:
-                raise aiosmtplib.SMTPDataError(start.code, start.message)
-            proto._response_pending = True
-            proto.write(wire + b".\r\n")  # one write: a copy costs less than a second send()
-            response = await proto.read_response(timeout=timeout)
-            if response.code != aiosmtplib.SMTPStatus.completed:
-                raise aiosmtplib.SMTPDataError(response.code, response.message)
-    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+def _drop(client: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP | None:
+    """Close a connection whose state is unknown; the next message opens a fresh one."""
+    if client is not None:
         client.close()
-        raise
+    return None
 
 
 async def _reset(client: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP | None:
@@ -369,13 +396,9 @@ def make_transport(
     *,
     connections: int,
     max_rate: float | None,
-    env: Mapping[str, str] | None = None,
 ) -> Transport:
     """SMTP when DIGESTD_SMTP_HOST is set, else the Maildir in state/ (the embedded default).
-
-    Retries, backoff and CA file come from `smtp` (validated by config.py); `env` is unused,
-    kept so that existing callers keep working."""
-    del env
+    Retries, backoff and CA file come from `smtp` (validated by config.py)."""
     if smtp is None:
         return MaildirTransport(maildir)
     return SmtpTransport(

@@ -121,6 +121,7 @@ class RunReport:
     sent: int = 0
     pending: int = 0
     failed: int = 0
+    unknown: int = 0  # the final "." went out and no reply came: resent at most once, later
     would_mail: int = 0  # --dry-run: the digests a real run would queue now
     dry_run: bool = False
     mail_target: str = ""
@@ -131,4 +132,4 @@ class RunReport:
     @property
     def partial(self) -> bool:
         """True when something failed for now and the next run will retry it."""
-        return self.pending > 0 or any(k.error for k in self.keywords)
+        return self.pending > 0 or self.unknown > 0 or any(k.error for k in self.keywords)

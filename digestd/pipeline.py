@@ -4,30 +4,31 @@ the stages together; each stage's logic lives in its own module."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from digestd import publish
+from digestd import atomic, publish, subscriptions
 from digestd.config import Config
-from digestd.deliver import FAILED, PENDING, SENT, Job, Outcome, Transport
+from digestd.deliver import Job, Outcome, Transport
 from digestd.diff import SuspiciousResponse, diff_keyword, in_categories, latest
+from digestd.errors import StateError
 from digestd.fetch import FetchError, PaperSource
 from digestd.lock import RunLock
-from digestd.message import Envelope, build_message, message_id, sender_domain
+from digestd.message import Envelope, build_message, message_id
 from digestd.models import KeywordFetch, Paper, RunReport
+from digestd.pause import after_outcome
 from digestd.plan import plan, retention
+from digestd.records import Cursor, Delivery, DeliveryStatus, Dropped
 from digestd.render import DigestRenderer, check_templates, count_papers, group_for_subscriber, plural
-from digestd.state import Outbox, PaperStore
+from digestd.state import Held, Outbox, PaperStore
 from digestd.templates import text_env
 from digestd.tokens import check_unsubscribe_config
 
 log = logging.getLogger(__name__)
 
-LEDGER_FLUSH_SECONDS = 0.25  # an accepted message reaches the ledger within this (plus one write)
 KEEP_LEDGER_DAYS = 14
 KEEP_SEEN_DAYS = 400
 
@@ -77,6 +78,8 @@ def _run_locked(
     if not options.dry_run:  # temp files a killed write left behind (we hold the lock)
         for tmp in cfg.paths.state_dir.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
+        atomic.sweep_leftovers(cfg.paths.readme)  # only runs write README.md, under the run lock
+        subscriptions.sweep_leftovers(cfg.paths.home)  # takes the edit lock; skips if an edit runs
     if not options.no_mail:
         check_templates(
             cfg.paths.templates, date=today.isoformat(), list_name=cfg.settings.list_name, sender=cfg.sender
@@ -88,26 +91,25 @@ def _run_locked(
         if mailing:
             earlier = outbox.pending()
             if earlier:
-                report.messages.append(
-                    f"sending {len(earlier)} digest(s) left pending by an earlier run first"
-                )
-                _send(cfg, store, outbox, transport, earlier, report)
+                report.messages.append(f"sending {len(earlier)} digest(s) left pending by an earlier run")
+                _send(cfg, store.by_keyword(), outbox, transport, earlier, report)
         if not options.dry_run:  # earlier days' sent records leave the ledger before it grows
             outbox.prune(KEEP_LEDGER_DAYS, today.isoformat())
         papers, seq = _fetch_and_store(cfg, store, outbox, source, options, now, today, report, on_keyword)
         if report.fatal is None and not options.no_mail:
-            queued = _queue(cfg, papers, seq, outbox, today, now, report, dry_run=options.dry_run)
+            queued = _queue(
+                cfg, papers, seq, outbox, store.history(), today, now, report, dry_run=options.dry_run
+            )
             if mailing and queued:
-                _send(cfg, store, outbox, transport, queued, report)
+                _send(cfg, papers, outbox, transport, queued, report)
         if not options.no_readme and not options.dry_run:
             failed = {k.keyword for k in report.keywords if k.error}
             if report.keywords and len(failed) == len(report.keywords):
                 report.messages.append("README.md left as it was: no keyword could be fetched")
             else:
-                report.readme_written = _publish(cfg, store, today, failed)
+                report.readme_written = _publish(cfg, papers, today, failed)
         if not options.dry_run:
-            outbox.prune(KEEP_LEDGER_DAYS, today.isoformat())
-            outbox.flush()
+            outbox.commit()
             store.record_run(_summary(report, now))
         return report
     finally:
@@ -125,7 +127,7 @@ def _fetch_and_store(
     today: date,
     report: RunReport,
     on_keyword: Callable[[KeywordFetch], None] | None,
-) -> tuple[dict[str, list[tuple[int, Paper]]], int]:
+) -> tuple[Held, int]:
     """Fetch and diff every keyword; store the result (one write) unless this is a dry run.
 
     Returns the papers per keyword as they now stand, and the run seq they belong to."""
@@ -134,7 +136,7 @@ def _fetch_and_store(
     seen = store.seen_ids()
     seq = store.seq + 1
     floors = retention(cfg.subscribers, cfg.keywords, outbox.load_cursors(), outbox.pending())
-    stored: dict[str, list[tuple[int, Paper]]] = {}
+    stored: Held = {}
     status: dict[str, dict[str, Any]] = {}
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for kw in cfg.keywords:
@@ -168,9 +170,8 @@ def _fetch_and_store(
             if fetched:
                 stored[kw.name] = result.stored
                 kept = {p.id for _, p in result.stored}
-                dropped = {p.id for _, p in held if p.id not in kept}
-                if dropped:
-                    seen.setdefault(kw.name, {}).update(dict.fromkeys(dropped, today.isoformat()))
+                gone = {p.id: Dropped(today.isoformat(), q) for q, p in held if p.id not in kept}
+                seen.setdefault(kw.name, {}).update(gone)
             status[kw.name] = {
                 "last_attempt": stamp,
                 "last_success": stamp,
@@ -184,7 +185,7 @@ def _fetch_and_store(
     if options.dry_run:
         return {**held_all, **stored}, seq
     cutoff = date.fromordinal(today.toordinal() - KEEP_SEEN_DAYS).isoformat()
-    seen = {kw: {i: d for i, d in ids.items() if d >= cutoff} for kw, ids in seen.items()}
+    seen = {kw: {i: d for i, d in ids.items() if d.day >= cutoff} for kw, ids in seen.items()}
     old_status = store.fetch_status()
     for name, st in status.items():
         if st.get("error") and name in old_status:
@@ -196,185 +197,215 @@ def _fetch_and_store(
 
 def _queue(
     cfg: Config,
-    papers: dict[str, list[tuple[int, Paper]]],
+    papers: Held,
     seq: int,
     outbox: Outbox,
+    history: Mapping[str, Mapping[str, int]],
     today: date,
     now: datetime,
     report: RunReport,
     *,
     dry_run: bool,
-) -> list[dict[str, Any]]:
+) -> list[Delivery]:
     """Queue one pending delivery per due subscriber, with their cursors, in one atomic write."""
-    cursors = outbox.load_cursors()
-    if dry_run:
-        cursors = copy.deepcopy(cursors)
     start = max(seq - 1, 0) if any(k.new for k in report.keywords) else seq
-    planned = plan(
+    planned, cursors = plan(
         cfg.subscribers,
         cfg.keywords,
         papers,
-        cursors,
+        outbox.load_cursors(),
         seq=seq,
         start_seq=start,
         today=today,
         weekly_day=cfg.settings.weekly_day,
+        history=history,
     )
-    # Forget people no longer subscribed, so one who subscribes again starts afresh: no
-    # backlog from an old cursor, no pause left over from an old address's bounces.
-    current = {sub.email.lower() for sub in cfg.subscribers}
-    for email in [e for e in cursors if e not in current]:
-        del cursors[email]
     created = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    docs: list[dict[str, Any]] = [
-        {
-            "email": p.email,
-            "name": p.name,
-            "run": seq,
-            "date": today.isoformat(),
-            "created": created,
-            "papers": p.papers,
-            "message_id": message_id(cfg.sender, p.email, seq, today.isoformat()),
-            "status": PENDING,
-            "error": None,
-        }
+    iso = today.isoformat()
+    deliveries = [
+        Delivery(
+            key=0,
+            email=p.email,
+            name=p.name,
+            run=seq,
+            date=iso,
+            created=created,
+            papers={kw: tuple(ids) for kw, ids in p.papers.items()},
+            message_id=message_id(cfg.sender, p.email, seq, iso),
+            status=DeliveryStatus.PENDING,
+        )
         for p in planned
     ]
     if dry_run:
-        for d in docs:
-            n = len({pid for ids in d["papers"].values() for pid in ids})
-            report.messages.append(f"would mail {d['email']}: {plural(n, 'new paper')}")
-        report.would_mail = len(docs)
+        for d in deliveries:
+            n = len({pid for ids in d.papers.values() for pid in ids})
+            report.messages.append(f"would mail {d.email}: {plural(n, 'new paper')}")
+        report.would_mail = len(deliveries)
         return []
-    ids = outbox.add_deliveries(docs)
+    queued = outbox.add_deliveries(deliveries)
     outbox.save_cursors(cursors)
-    outbox.flush()  # the outbox write: pending deliveries and cursors together
-    for doc, doc_id in zip(docs, ids, strict=True):
-        doc["_id"] = doc_id
-    return docs
+    outbox.commit()  # the outbox write: pending deliveries and cursors together
+    return queued
+
+
+class GroupCommit:
+    """Outcomes become durable in batches: while one journal append and fsync runs (in a
+    thread), the outcomes that arrive wait for the next one. A sender awaits `durable()`
+    after each outcome, so at most one acceptance per connection is ever not on disk."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.waiters: list[asyncio.Future[None]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def durable(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
+        await fut
+
+    async def _run(self) -> None:
+        while self.waiters:
+            waiters, self.waiters = self.waiters, []
+            try:
+                await asyncio.to_thread(self.outbox.append, self.outbox.take())
+            except OSError as err:
+                failure = StateError(
+                    f"cannot record sent digests in {self.outbox.journal}: {err.strerror or err}; "
+                    "sending stopped so that nothing is sent twice (free space and run again)"
+                )
+                for w in waiters + self.waiters:
+                    w.set_exception(failure)
+                self.waiters = []
+                return
+            for w in waiters:
+                w.set_result(None)
 
 
 def _send(
     cfg: Config,
-    store: PaperStore,
+    held: Held,
     outbox: Outbox,
     transport: Transport,
-    deliveries: list[dict[str, Any]],
+    deliveries: Sequence[Delivery],
     report: RunReport,
 ) -> None:
-    by_kw = {kw: {p.id: p for _, p in items} for kw, items in store.by_keyword().items()}
-    renderers: dict[str, DigestRenderer] = {}
+    """Send `deliveries`; each outcome is recorded (and made durable) before its connection
+    takes the next one. One digest that cannot be built fails alone."""
+    by_kw = {kw: {p.id: p for _, p in items} for kw, items in held.items()}
+    digests = DigestBuilder(cfg)
+    by_key = {d.key: d for d in deliveries}
     cursors = outbox.load_cursors()
-    by_key = {d["_id"]: d for d in deliveries}
-    s = cfg.settings
+    subscribed = {sub.email.lower() for sub in cfg.subscribers}
+    sent_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
+    commits = GroupCommit(outbox)
 
-    list_id = f"{s.list_name} <daily-papers.{sender_domain(cfg.sender)}>"
+    async def on_outcome(job: Job, outcome: Outcome) -> None:
+        d = by_key[job.key]
+        resends = 1 if d.status is DeliveryStatus.UNKNOWN else None
+        key = d.email.lower()
+        cur = cursors.get(key, Cursor())
+        outbox.mark(
+            job.key,
+            outcome.status,
+            error=outcome.detail or None if outcome.status is not DeliveryStatus.SENT else None,
+            sent_at=sent_at if outcome.status is DeliveryStatus.SENT else None,
+            resends=resends,
+        )
+        if outcome.status is DeliveryStatus.SENT:
+            report.sent += 1
+        elif outcome.status is DeliveryStatus.FAILED:
+            report.failed += 1
+        elif outcome.status is DeliveryStatus.UNKNOWN:
+            report.unknown += 1
+        else:
+            report.pending += 1
+        pause_after = cfg.settings.pause_after_failures
+        cursors[key], note = after_outcome(cur, outcome.status, outcome.detail, pause_after)
+        if note:
+            report.messages.append(f"paused {d.email}: {note}")
+        await commits.durable()
 
-    def renderer(day: str) -> DigestRenderer:
-        if day not in renderers:
-            renderers[day] = DigestRenderer(
-                cfg.paths.templates,
+    async def jobs() -> AsyncIterator[Job]:
+        for d in deliveries:
+            if d.email.lower() not in subscribed:  # unsubscribed (or removed) since it was queued
+                await on_outcome(_no_job(d), Outcome(DeliveryStatus.FAILED, "no longer a subscriber"))
+                continue
+            try:
+                env = digests.envelope(d, by_kw)
+            except Exception as err:  # one subscriber's data never stops the run
+                log.warning("cannot build the digest for %r: %s: %s", d.email, type(err).__name__, err)
+                await on_outcome(
+                    _no_job(d), Outcome(DeliveryStatus.FAILED, f"the digest could not be built: {err}")
+                )
+                continue
+            if env is None:
+                gone = Outcome(DeliveryStatus.FAILED, "its papers are no longer in the state")
+                await on_outcome(_no_job(d), gone)
+                continue
+            yield Job(d.key, env)
+            await asyncio.sleep(0)
+
+    result = asyncio.run(transport.deliver(jobs(), on_outcome))
+    outbox.save_cursors(cursors)
+    outbox.commit()
+    if result.fatal:
+        report.fatal = result.fatal
+    if result.unreachable and result.unreachable not in report.messages:
+        report.messages.append(result.unreachable)
+
+
+def _no_job(d: Delivery) -> Job:
+    return Job(d.key, Envelope("", d.email, b"", d.message_id))
+
+
+class DigestBuilder:
+    """Builds each delivery's message; renderers are made once per digest date."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.renderers: dict[str, DigestRenderer] = {}
+
+    def renderer(self, day: str) -> DigestRenderer:
+        if day not in self.renderers:
+            s = self.cfg.settings
+            self.renderers[day] = DigestRenderer(
+                self.cfg.paths.templates,
                 date=day,
                 list_name=s.list_name,
-                sender=cfg.sender,
+                sender=self.cfg.sender,
                 full_abstracts=s.full_abstracts,
                 public_url=s.public_url,
-                secret=cfg.secret,
+                secret=self.cfg.secret,
             )
-        return renderers[day]
+        return self.renderers[day]
 
-    def envelope(d: dict[str, Any]) -> Envelope | None:
+    def envelope(self, d: Delivery, by_kw: Mapping[str, Mapping[str, Paper]]) -> Envelope | None:
+        cfg = self.cfg
         additions = {
-            kw: [by_kw[kw][i] for i in ids if i in by_kw.get(kw, {})] for kw, ids in d["papers"].items()
+            kw: [by_kw[kw][i] for i in ids if i in by_kw.get(kw, {})] for kw, ids in d.papers.items()
         }
         order = [k.name for k in cfg.keywords] + [kw for kw in additions if cfg.keyword(kw) is None]
         sections = group_for_subscriber(order, additions)
         if not sections:
             return None
-        r = renderer(d["date"])
-        text, html = r.render(d["email"], sections)
-        url = r.unsubscribe_url(d["email"])
+        r = self.renderer(d.date)
+        text, html = r.render(d.email, sections)
+        url = r.unsubscribe_url(d.email)
         return build_message(
             sender=cfg.sender,
-            to_email=d["email"],
-            to_name=d.get("name"),
-            subject=f"{s.list_name} {d['date']}: {plural(count_papers(sections), 'new paper')}",
-            when=datetime.fromisoformat(d["created"].replace("Z", "+00:00")),
-            msg_id=d["message_id"],
-            list_id=list_id,
-            unsubscribe_url=r.list_unsubscribe(d["email"]),  # one-click https first, then mailto:
+            to_email=d.email,
+            to_name=d.name,
+            subject=f"{cfg.settings.list_name} {d.date}: {plural(count_papers(sections), 'new paper')}",
+            when=datetime.fromisoformat(d.created.replace("Z", "+00:00")),
+            msg_id=d.message_id,
+            list_name=cfg.settings.list_name,
+            unsubscribe_url=r.list_unsubscribe(d.email),  # one-click https first, then mailto:
             one_click=url.startswith("http"),
             text=text,
             html=html,
         )
-
-    subscribed = {sub.email.lower() for sub in cfg.subscribers}
-
-    async def jobs() -> AsyncIterator[Job]:
-        for d in deliveries:
-            if d["email"].lower() not in subscribed:  # unsubscribed (or removed) since it was queued
-                on_outcome(
-                    Job(d["_id"], Envelope("", d["email"], b"", d["message_id"])),
-                    Outcome(FAILED, "no longer a subscriber"),
-                )
-                continue
-            env = envelope(d)
-            if env is None:
-                on_outcome(
-                    Job(d["_id"], Envelope("", d["email"], b"", d["message_id"])),
-                    Outcome(FAILED, "its papers are no longer in the state"),
-                )
-                continue
-            yield Job(d["_id"], env)
-            await asyncio.sleep(0)
-
-    sent_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
-
-    def on_outcome(job: Job, outcome: Outcome) -> None:
-        d = by_key[job.key]
-        cur = cursors.setdefault(d["email"].lower(), {})
-        if outcome.status == SENT:
-            outbox.mark(job.key, status=SENT, sent_at=sent_at, error=None)
-            report.sent += 1
-            if cur.get("fail_streak"):
-                cur["fail_streak"] = 0
-        elif outcome.status == FAILED:
-            outbox.mark(job.key, status=FAILED, error=outcome.detail)
-            report.failed += 1
-            cur["fail_streak"] = int(cur.get("fail_streak", 0)) + 1
-            if cur["fail_streak"] >= s.pause_after_failures and not cur.get("paused"):
-                cur["paused"] = f"paused after {cur['fail_streak']} permanent failures: {outcome.detail}"
-                report.messages.append(
-                    f"paused {d['email']}: {cur['fail_streak']} permanent failures in a row"
-                )
-        else:
-            outbox.mark(job.key, status=PENDING, error=outcome.detail)
-            report.pending += 1
-        outbox.maybe_flush(LEDGER_FLUSH_SECONDS)
-
-    async def deliver() -> None:
-        # A timer flushes the ledger too, not only the next outcome: while every worker waits
-        # (retry backoff, a slow server) an acceptance must still reach the disk at once.
-        async def tick() -> None:
-            while True:
-                await asyncio.sleep(LEDGER_FLUSH_SECONDS / 5)
-                outbox.maybe_flush(LEDGER_FLUSH_SECONDS)
-
-        ticker = asyncio.create_task(tick())
-        try:
-            await transport.deliver(jobs(), on_outcome)
-        finally:
-            ticker.cancel()
-
-    asyncio.run(deliver())
-    outbox.save_cursors(cursors)
-    outbox.flush()
-    fatal = getattr(transport, "fatal", None)
-    if fatal:
-        report.fatal = fatal
-    unreachable = getattr(transport, "unreachable", None)
-    if unreachable and unreachable not in report.messages:
-        report.messages.append(unreachable)
 
 
 def readme_sections(
@@ -383,13 +414,13 @@ def readme_sections(
     return [(k.name, latest(papers.get(k.name, []), cfg.settings.readme_rows)) for k in cfg.keywords]
 
 
-def _publish(cfg: Config, store: PaperStore, today: date, failed: set[str]) -> bool:
+def _publish(cfg: Config, papers: Held, today: date, failed: set[str]) -> bool:
     existing = cfg.paths.readme.read_text(encoding="utf-8") if cfg.paths.readme.exists() else None
     header = text_env(cfg.paths.templates).get_template("readme_header.md.j2")
     text = publish.render_readme(
         header,
         today.isoformat(),
-        readme_sections(cfg, store.by_keyword()),
+        readme_sections(cfg, papers),
         max_results=cfg.settings.max_results,
         existing=existing,
         failed=failed,

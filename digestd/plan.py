@@ -9,12 +9,12 @@ stored by a run that died before queueing are still above every cursor next time
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any
 
 from digestd.config import WEEKDAYS
 from digestd.models import Frequency, Keyword, Paper, Subscriber, SubscriberStatus
+from digestd.records import Cursor, Delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,34 +37,79 @@ def last_weekly_day(today: date, weekly_day: str) -> date:
     return today - timedelta(days=(today.weekday() - WEEKDAYS.index(weekly_day)) % 7)
 
 
-def is_due(sub: Subscriber, cursor: Mapping[str, Any], today: date, weekly_day: str) -> bool:
+def is_due(sub: Subscriber, cursor: Cursor, today: date, weekly_day: str) -> bool:
     """Daily: every run. Weekly: once the weekly day has come since their last digest, so a
     failed run on that day is made up by the next one."""
     if sub.frequency is Frequency.DAILY:
         return True
-    since = cursor.get("last_queued") or cursor.get("since")
+    since = cursor.last_queued or cursor.since
     if not since:
         return False
     return last_weekly_day(today, weekly_day) > date.fromisoformat(since)
+
+
+def already_mailed(pid: str, keyword: str, cursor: Cursor, history: Mapping[str, Mapping[str, int]]) -> bool:
+    """True when `pid` reached this subscriber under another keyword: it had a seq there in
+    (the run they started following it, the run they are queued through]."""
+    seqs = history.get(pid)
+    if not seqs or len(seqs) < 2:
+        return False
+    through = cursor.queued_through
+    for kw, s in seqs.items():
+        start = cursor.follows.get(kw) if cursor.follows is not None else None
+        if kw != keyword and start is not None and start < s <= through:
+            return True
+    return False
+
+
+class _Follows:
+    """When each followed keyword started: a new subscriber at `start_seq`, a keyword followed
+    from now on at their cursor; dropped ones are forgotten. A record written before `follows`
+    existed is taken to have followed its keywords all along. Equal maps are one shared
+    object (interned), which is what keeps 100,000 cursors small."""
+
+    def __init__(self, start_seq: int) -> None:
+        self.start_seq = start_seq
+        self.interned: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
+
+    def __call__(self, old: Cursor | None, kws: Sequence[str]) -> Mapping[str, int]:
+        if old is not None and old.follows is not None and len(old.follows) == len(kws) \
+                and all(kw in old.follows for kw in kws):
+            return old.follows  # unchanged, and already shared by every cursor that has it
+        if old is None:
+            fresh = dict.fromkeys(kws, self.start_seq)
+        elif old.follows is None:
+            fresh = dict.fromkeys(kws, 0)
+        else:
+            fresh = {kw: old.follows.get(kw, old.queued_through) for kw in kws}
+        key = tuple(sorted(fresh.items()))
+        return self.interned.setdefault(key, fresh)
 
 
 def plan(
     subscribers: Sequence[Subscriber],
     keywords: Sequence[Keyword],
     papers: Mapping[str, Sequence[tuple[int, Paper]]],
-    cursors: dict[str, dict[str, Any]],
+    cursors: Mapping[str, Cursor],
     *,
     seq: int,
     start_seq: int,
     today: date,
     weekly_day: str,
-) -> list[PlannedDigest]:
-    """Digests to queue now; updates `cursors` in place (the caller writes both in one go).
+    history: Mapping[str, Mapping[str, int]] | None = None,
+) -> tuple[list[PlannedDigest], dict[str, Cursor]]:
+    """Digests to queue now, and every subscriber's next cursor (the caller writes both in
+    one go). Cursors of people no longer subscribed are left out, so one who subscribes again
+    starts afresh.
 
     `start_seq` is where a subscriber seen for the first time begins: they get this run's
-    papers, not the backlog. Paused subscribers skip papers while paused.
+    papers, not the backlog. Paused subscribers skip papers while paused. A paper that was
+    mailed to a subscriber under one keyword is never mailed again under another
+    (`history`: per paper id, its seq under each keyword).
     """
+    history = history or {}
     out: list[PlannedDigest] = []
+    nxt: dict[str, Cursor] = {}
     iso = today.isoformat()
     by_kw_seq: dict[str, list[tuple[int, str]]] = {
         kw: sorted(((s, p.id) for s, p in items if s > 0), key=lambda t: -t[0])
@@ -77,42 +122,46 @@ def plan(
     # Per (keyword, cursor), not per subscriber: subscribers share a handful of cursors, so
     # the papers above a cursor are found once per keyword and each digest is dict lookups.
     per_kw: dict[tuple[str, int], list[str]] = {}
-    position = {k.name: i for i, k in enumerate(keywords)}
+    follows = _Follows(start_seq)
     for sub in subscribers:
         key = sub.email.lower()
-        cur = cursors.setdefault(key, {})
-        cur.setdefault("queued_through", start_seq)  # a record made by a send outcome alone
-        cur.setdefault("since", iso)  # lacks these; without "since" weekly is never due
-        if sub.status is SubscriberStatus.PAUSED or cur.get("paused"):
-            cur["queued_through"] = seq
+        old = cursors.get(key)
+        cur = old if old is not None else Cursor(queued_through=start_seq, since=iso)
+        if cur.since is None:
+            cur = replace(cur, since=iso)  # without "since" weekly is never due
+        kws = followed(sub, keywords)
+        cur = replace(cur, follows=follows(old, kws))
+        if sub.status is SubscriberStatus.PAUSED or cur.paused:
+            nxt[key] = replace(cur, queued_through=seq)
             continue
         if not is_due(sub, cur, today, weekly_day):
+            nxt[key] = cur
             continue
-        kws = [k.name for k in keywords] if sub.keywords is None else \
-            sorted({k for k in sub.keywords if k in position}, key=position.__getitem__)
-        through = int(cur.get("queued_through", start_seq))
+        through = cur.queued_through
         picked: dict[str, list[str]] = {}
         for kw in kws:
             ck = (kw, through)
             if ck not in per_kw:
                 ids = {pid for s, pid in by_kw_seq.get(kw, ()) if through < s <= seq}
-                per_kw[ck] = [pid for pid in order[kw] if pid in ids] if ids else []
-            if per_kw[ck]:
-                picked[kw] = per_kw[ck]
-        cur["queued_through"] = seq
+                per_kw[ck] = [pid for pid in order.get(kw, ()) if pid in ids] if ids else []
+            fresh = [pid for pid in per_kw[ck] if not already_mailed(pid, kw, cur, history)]
+            if fresh:
+                picked[kw] = fresh
+        cur = replace(cur, queued_through=seq)
         if picked:
-            cur["last_queued"] = iso
+            cur = replace(cur, last_queued=iso)
             out.append(PlannedDigest(sub.email, sub.name, picked))
         elif sub.frequency is Frequency.WEEKLY:
-            cur["last_queued"] = iso
-    return out
+            cur = replace(cur, last_queued=iso)
+        nxt[key] = cur
+    return out, nxt
 
 
 def retention(
     subscribers: Sequence[Subscriber],
     keywords: Sequence[Keyword],
-    cursors: Mapping[str, Mapping[str, Any]],
-    pending: Sequence[Mapping[str, Any]],
+    cursors: Mapping[str, Cursor],
+    pending: Sequence[Delivery],
 ) -> dict[str, tuple[int, set[str]]]:
     """What retention must keep per keyword, beyond the newest `max_results`: papers above the
     lowest cursor of the keyword's followers (given as that seq), and papers that pending
@@ -122,12 +171,12 @@ def retention(
         cur = cursors.get(sub.email.lower())
         if cur is None:
             continue
-        q = int(cur.get("queued_through", 0))
+        q = cur.queued_through
         for kw in followed(sub, keywords):
             low, ids = floor[kw]
             if q < low:
                 floor[kw] = (q, ids)
     for d in pending:
-        for kw, pids in d.get("papers", {}).items():
+        for kw, pids in d.papers.items():
             floor.setdefault(kw, (1 << 60, set()))[1].update(pids)
     return floor

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from digestd.config import Config
 from digestd.diff import latest
 from digestd.errors import UsageError
@@ -27,8 +25,8 @@ def preview(cfg: Config, email: str, today: str) -> tuple[str, str, str]:
     )
     try:
         held = store.by_keyword()
-        pending = [d for d in outbox.pending() if d["email"].lower() == sub.email.lower()]
-        cursor: dict[str, Any] = outbox.load_cursors().get(sub.email.lower(), {})
+        pending = [d for d in outbox.pending() if d.email.lower() == sub.email.lower()]
+        cursor = outbox.load_cursors().get(sub.email.lower())
     finally:
         outbox.close()
         store.close()
@@ -37,10 +35,10 @@ def preview(cfg: Config, email: str, today: str) -> tuple[str, str, str]:
     additions: dict[str, list[Paper]] = {}
     source = "the pending digest"
     for d in pending:
-        for kw, ids in d["papers"].items():
+        for kw, ids in d.papers.items():
             additions.setdefault(kw, []).extend(by_id.get(kw, {})[i] for i in ids if i in by_id.get(kw, {}))
     if not additions and cursor:
-        through = int(cursor.get("queued_through", 0))
+        through = cursor.queued_through
         for kw in kws:
             news = [p for s, p in held.get(kw, []) if s > through]
             if news:

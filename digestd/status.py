@@ -6,7 +6,8 @@ from collections import Counter
 from typing import Any
 
 from digestd.config import Config
-from digestd.state import FAILED, PENDING, Outbox, PaperStore
+from digestd.records import DeliveryStatus
+from digestd.state import Outbox, PaperStore
 
 
 def gather(cfg: Config, next_timer: str | None) -> dict[str, Any]:
@@ -18,18 +19,18 @@ def gather(cfg: Config, next_timer: str | None) -> dict[str, Any]:
         counts: Counter[str] = Counter()
         failed: list[dict[str, Any]] = []
         for d in outbox.all_deliveries():
-            counts[d["status"]] += 1
-            if d["status"] == FAILED:
-                failed.append({"email": d["email"], "date": d["date"], "error": d.get("error")})
+            counts[d.status] += 1
+            if d.status in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN):
+                failed.append({"email": d.email, "date": d.date, "status": d.status.value, "error": d.error})
         cursors = outbox.load_cursors()
         paused = [
             {"email": s.email, "reason": "paused in subscribers.yaml"}
             for s in cfg.subscribers
             if s.status.value == "paused"
         ] + [
-            {"email": email, "reason": cur["paused"]}
+            {"email": email, "reason": cur.paused}
             for email, cur in sorted(cursors.items())
-            if cur.get("paused")
+            if cur.paused
         ]
         return {
             "home": str(cfg.paths.home),
@@ -48,7 +49,12 @@ def gather(cfg: Config, next_timer: str | None) -> dict[str, Any]:
                 for k in cfg.keywords
             ],
             "subscribers": len(cfg.subscribers),
-            "deliveries": {"pending": counts[PENDING], "sent": counts["sent"], "failed": counts[FAILED]},
+            "deliveries": {
+                "pending": counts[DeliveryStatus.PENDING],
+                "sent": counts[DeliveryStatus.SENT],
+                "failed": counts[DeliveryStatus.FAILED],
+                "unknown": counts[DeliveryStatus.UNKNOWN],
+            },
             "failed": failed[-20:],
             "paused": paused,
         }

@@ -37,6 +37,7 @@ import subprocess
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
 from pathlib import Path
@@ -96,6 +97,9 @@ class Faults:
     refuse_auth: bool = False
     auth_reply: str | None = None  # with refuse_auth: the reply instead of 535 (e.g. a 454)
     refuse_sender: str | None = None  # a reply to every MAIL FROM (e.g. 553: not your address)
+    # Called at each MAIL FROM with the Message-IDs this connection has accepted so far (to
+    # check, at that very event, what the client has recorded).
+    on_mail: Callable[[list[str]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ class _FaultSMTP(SMTP):  # type: ignore[misc]
             warnings.simplefilter("ignore", UserWarning)
             super().__init__(handler, **kwargs)
         self.accepted_here = 0
+        self.accepted_ids: list[str] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._original_transport is None:  # not the STARTTLS re-entry
@@ -187,6 +192,8 @@ class FaultHandler:
     ) -> str:
         self.record("mail", address, _tls(server, session))
         f = self.faults
+        if f.on_mail is not None:
+            f.on_mail(list(server.accepted_ids))
         if f.refuse_sender:
             return f.refuse_sender
         with self.lock:  # count transactions as they start, so parallel connections agree
@@ -225,6 +232,7 @@ class FaultHandler:
                     Received(rcpt.lower(), str(head["Message-ID"]), time.monotonic(), _tls(server, session), data)
                 )
         server.accepted_here += 1
+        server.accepted_ids.append(str(head["Message-ID"]))
         return "250 2.0.0 Message accepted for delivery"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from conftest import Inbox
 
@@ -39,7 +40,10 @@ def _deliver(port: int, jobs: list[Job], **kw: object) -> tuple[list[Outcome], f
             yield job
 
     start = time.monotonic()
-    asyncio.run(transport.deliver(source(), lambda _job, outcome: outcomes.append(outcome)))
+    async def report(_job: Any, outcome: Any) -> None:
+        outcomes.append(outcome)
+
+    asyncio.run(transport.deliver(source(), report))
     return outcomes, time.monotonic() - start
 
 

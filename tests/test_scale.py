@@ -18,13 +18,15 @@ import pytest
 from conftest import Inbox
 from ruamel.yaml import YAML
 
-from digestd import state
 from digestd.config import parse_yaml
 from digestd.deliver import sendmail
 from digestd.errors import ConfigError
 from digestd.fastyaml import NOT_SIMPLE, fast_yaml
 from digestd.message import Envelope, _b64, _qp
-from digestd.state import PENDING, SENT, Outbox
+from digestd.records import Delivery, DeliveryStatus
+from digestd.state import Outbox
+
+PENDING, SENT, FAILED = DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.FAILED
 
 # --------------------------------------------------------------------------- fast_yaml
 
@@ -158,7 +160,7 @@ def _send(port: int, env: Envelope) -> None:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=5)
         await client.connect()
         try:
-            await sendmail(client, env)
+            await sendmail(client, env, timeout=5, final_timeout=5)
         finally:
             await client.quit()
 
@@ -189,44 +191,38 @@ def test_sendmail_refused_recipient_raises_as_aiosmtplib_does(smtp: tuple[Any, I
 
 def _outbox_with(tmp_path: Path, n: int) -> tuple[Outbox, list[int]]:
     outbox = Outbox(tmp_path / "state" / "outbox.json")
-    docs = [{"email": f"s{i}@example.org", "run": 1, "date": "2026-11-20", "papers": {"K": ["2611.00001"]},
-             "message_id": f"<m{i}@example.org>", "status": PENDING, "error": None} for i in range(n)]
-    ids = outbox.add_deliveries(docs)
-    outbox.flush()
-    return outbox, ids
+    items = [Delivery(0, f"s{i}@example.org", None, 1, "2026-11-20", "2026-11-20T00:00:00Z", {"K": ("2611.00001",)},
+                      f"<m{i}@example.org>", PENDING) for i in range(n)]
+    keys = [d.key for d in outbox.add_deliveries(items)]
+    outbox.commit()
+    return outbox, keys
 
 
-def test_large_ledger_records_outcomes_in_a_journal_replayed_on_open(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(state, "JOURNAL_MIN_BYTES", 0)
+def test_outcomes_go_to_a_journal_replayed_on_open_and_folded_in_at_the_end(tmp_path: Path) -> None:
     outbox, ids = _outbox_with(tmp_path, 50)
     path = tmp_path / "state" / "outbox.json"
     before = path.read_bytes()
     for doc_id in ids[:10]:
-        outbox.mark(doc_id, status=SENT, sent_at="2026-11-20T12:00", error=None)
-    outbox.flush()
+        outbox.mark(doc_id, SENT, sent_at="2026-11-20T12:00")
+    outbox.sync()
     journal = tmp_path / "state" / "outbox.journal"
     assert path.read_bytes() == before and journal.exists()  # an append, not a rewrite
     # a crash now: the next process sees the outcomes (a torn last line is skipped)
     with journal.open("ab") as fh:
         fh.write(b'{"id":' + str(ids[10]).encode() + b',"mid":"<m10@exa')
-    reader = Outbox(path)
+    reader = Outbox(path, read_only=True)
     assert len(reader.pending()) == 40
     reader.close()
     assert path.read_bytes() == before and journal.exists()  # a reader never writes
     writer = Outbox(path)
-    writer.mark(ids[20], status=SENT, sent_at="2026-11-20T12:01", error=None)
+    writer.mark(ids[20], SENT, sent_at="2026-11-20T12:01")
     writer.close()  # the end of a run: outbox.json holds everything, the journal is gone
     assert not journal.exists()
     sent = [d for d in json.loads(path.read_bytes())["deliveries"].values() if d["status"] == SENT]
     assert len(sent) == 11
 
 
-def test_a_journal_record_for_another_delivery_with_the_same_id_is_ignored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(state, "JOURNAL_MIN_BYTES", 0)
+def test_a_journal_record_for_another_delivery_with_the_same_id_is_ignored(tmp_path: Path) -> None:
     outbox, ids = _outbox_with(tmp_path, 5)
     outbox.close()
     (tmp_path / "state" / "outbox.journal").write_text(
@@ -234,30 +230,30 @@ def test_a_journal_record_for_another_delivery_with_the_same_id_is_ignored(
     assert len(Outbox(tmp_path / "state" / "outbox.json").pending()) == 5
 
 
-def test_small_ledger_is_rewritten_on_each_flush(tmp_path: Path) -> None:
-    outbox, ids = _outbox_with(tmp_path, 5)
-    outbox.mark(ids[0], status=SENT, sent_at="2026-11-20T12:00", error=None)
-    outbox.flush()
-    data = json.loads((tmp_path / "state" / "outbox.json").read_bytes())
-    assert data["deliveries"][str(ids[0])]["status"] == SENT
-    assert not (tmp_path / "state" / "outbox.journal").exists()
+def test_a_journal_record_that_would_make_a_delivery_malformed_is_skipped(tmp_path: Path) -> None:
+    outbox, ids = _outbox_with(tmp_path, 2)
+    outbox.close()
+    (tmp_path / "state" / "outbox.journal").write_text(
+        json.dumps({"id": ids[0], "mid": "<m0@example.org>", "set": {"status": "delivered"}}) + "\n"
+        + json.dumps({"id": ids[1], "mid": "<m1@example.org>", "set": {"status": SENT}}) + "\n")
+    reopened = Outbox(tmp_path / "state" / "outbox.json")
+    assert [d.status for d in reopened.all_deliveries()] == [PENDING, SENT]
 
 
 def test_prune_moves_earlier_days_sent_records_to_a_compressed_archive(tmp_path: Path) -> None:
     outbox, ids = _outbox_with(tmp_path, 4)
-    outbox.mark(ids[0], status=SENT, sent_at="2026-11-20T12:00", error=None)
-    outbox.mark(ids[1], status="failed", error="550 no such user")
-    outbox.flush()
+    outbox.mark(ids[0], SENT, sent_at="2026-11-20T12:00")
+    outbox.mark(ids[1], FAILED, error="550 no such user")
+    outbox.commit()
     outbox.prune(14, "2026-11-20")  # same day: everything stays
     assert len(list(outbox.all_deliveries())) == 4
     outbox.prune(14, "2026-11-21")
-    outbox.flush()
-    left = {d["message_id"]: d["status"] for d in outbox.all_deliveries()}
-    assert left == {"<m1@example.org>": "failed", "<m2@example.org>": PENDING, "<m3@example.org>": PENDING}
+    outbox.commit()
+    left = {d.message_id: d.status for d in outbox.all_deliveries()}
+    assert left == {"<m1@example.org>": FAILED, "<m2@example.org>": PENDING, "<m3@example.org>": PENDING}
     archived = gzip.decompress((tmp_path / "state" / "sent" / "2026-11-20.jsonl.gz").read_bytes())
     assert [json.loads(line)["message_id"] for line in archived.splitlines()] == ["<m0@example.org>"]
     outbox.prune(14, "2026-12-20")  # past keep_days: the failure and the archive go
     outbox.close()
-    assert [d["status"] for d in Outbox(tmp_path / "state" / "outbox.json").all_deliveries()] == [PENDING] * 2
+    assert [d.status for d in Outbox(tmp_path / "state" / "outbox.json").all_deliveries()] == [PENDING] * 2
     assert not (tmp_path / "state" / "sent" / "2026-11-20.jsonl.gz").exists()
-

@@ -17,6 +17,7 @@ from digestd import subscriptions
 from digestd.config import load_config
 from digestd.models import Frequency, Subscriber
 from digestd.plan import is_due, last_weekly_day
+from digestd.records import Cursor
 
 A, B = "Video Anomaly Detection", "Vision Language Model"
 
@@ -34,12 +35,12 @@ def test_weekly_due_logic() -> None:
     assert last_weekly_day(monday, "friday") == monday - timedelta(days=3)
     weekly = Subscriber("w@example.org", frequency=Frequency.WEEKLY)
     daily = Subscriber("d@example.org")
-    cursor = {"last_queued": "2026-11-20"}  # a Friday
+    cursor = Cursor(last_queued="2026-11-20")  # a Friday
     assert not is_due(weekly, cursor, date(2026, 11, 22), "monday")  # Sunday: not yet
     assert is_due(weekly, cursor, monday, "monday")
     assert is_due(weekly, cursor, monday + timedelta(days=1), "monday")  # Monday's run failed: Tuesday
-    assert not is_due(weekly, {"last_queued": "2026-11-23"}, monday + timedelta(days=6), "monday")
-    assert is_due(daily, {"last_queued": "2026-11-23"}, monday, "monday")
+    assert not is_due(weekly, Cursor(last_queued="2026-11-23"), monday + timedelta(days=6), "monday")
+    assert is_due(daily, Cursor(last_queued="2026-11-23"), monday, "monday")
 
 
 class World:

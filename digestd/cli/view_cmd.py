@@ -17,6 +17,7 @@ from digestd.atomic import write_atomic
 from digestd.cli.context import cli_context
 from digestd.config import load_config
 from digestd.lock import RunLock
+from digestd.pause import resumed
 from digestd.pipeline import run_date
 from digestd.preview import preview
 from digestd.state import Outbox
@@ -35,12 +36,11 @@ def clear_bounce_pause(home: Path, email: str) -> list[str]:
         try:
             cursors = outbox.load_cursors()
             cur = cursors.get(email.lower())
-            if not cur or not cur.get("paused"):
+            if not cur or not cur.paused:
                 return []
-            cur.pop("paused")
-            cur["fail_streak"] = 0
+            cursors[email.lower()] = resumed(cur)
             outbox.save_cursors(cursors)
-            outbox.flush()
+            outbox.commit()
             return [f"{email}: cleared the pause set after repeated delivery failures"]
         finally:
             outbox.close()
@@ -130,8 +130,11 @@ def render_status(info: dict[str, Any]) -> list[str]:
     lines.append(f"subscribers: {info['subscribers']}; deliveries: {d['pending']} pending, "
                  f"{d['sent']} sent on the last run's day (older ones: state/sent/), "
                  f"{d['failed']} failed in the last 14 days")
+    if d.get("unknown"):
+        lines.append(f"  {d['unknown']} unknown: the server never answered after the message was sent "
+                     "(resent once by the next run, with the same Message-ID)")
     for f in info["failed"]:
-        lines.append(f"  failed {f['date']} {f['email']}: {f['error']}")
+        lines.append(f"  {f['status']} {f['date']} {f['email']}: {f['error']}")
     if info["paused"]:
         lines.append("paused subscribers:")
         lines.extend(f"  {p['email']}: {p['reason']}" for p in info["paused"])
