@@ -161,12 +161,13 @@ class Timers:
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
-    from digestd import deliver, pipeline
-    from digestd.config import load_config
-    from digestd.deliver import make_transport
-    from digestd.fetch import ArxivSource
-    from digestd.render import DigestRenderer
-    from digestd.state import Outbox
+    from digestd import pipeline
+    from digestd.config.load import load_config
+    from digestd.mail import transport as deliver
+    from digestd.mail.transport import make_transport
+    from digestd.render.digest import DigestRenderer
+    from digestd.source.arxiv import ArxivSource
+    from digestd.store.state import Outbox
 
     imports = time.perf_counter() - t0
     home = Path(args.home)
@@ -270,9 +271,9 @@ def naive(args: argparse.Namespace) -> dict[str, Any]:
     from email.message import EmailMessage
     from email.utils import format_datetime, formataddr, make_msgid
 
-    from digestd.config import load_config
-    from digestd.render import DigestRenderer, count_papers, group_for_subscriber, plural
-    from digestd.state import Outbox, PaperStore
+    from digestd.config.load import load_config
+    from digestd.render.digest import DigestRenderer, count_papers, group_for_subscriber, plural
+    from digestd.store.state import Outbox, PaperStore
 
     cfg = load_config(Path(args.home), {})
     store = PaperStore(cfg.paths.papers_db)

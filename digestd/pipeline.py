@@ -10,22 +10,30 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from digestd import atomic, publish, subscriptions
-from digestd.config import Config
-from digestd.deliver import Job, Outcome, Transport
-from digestd.diff import SuspiciousResponse, diff_keyword, in_categories, latest
+from digestd.config import edit as subscriptions
+from digestd.config.load import Config
+from digestd.core.diff import SuspiciousResponse, diff_keyword, in_categories, latest
+from digestd.core.models import KeywordFetch, Paper, RunReport
+from digestd.core.pause import after_outcome
+from digestd.core.plan import plan, retention
+from digestd.core.records import Cursor, Delivery, DeliveryStatus, Dropped
+from digestd.core.tokens import check_unsubscribe_config
 from digestd.errors import StateError
-from digestd.fetch import FetchError, PaperSource
-from digestd.lock import RunLock
-from digestd.message import Envelope, build_message, message_id
-from digestd.models import KeywordFetch, Paper, RunReport
-from digestd.pause import after_outcome
-from digestd.plan import plan, retention
-from digestd.records import Cursor, Delivery, DeliveryStatus, Dropped
-from digestd.render import DigestRenderer, check_templates, count_papers, group_for_subscriber, plural
-from digestd.state import Held, Outbox, PaperStore
-from digestd.templates import text_env
-from digestd.tokens import check_unsubscribe_config
+from digestd.mail.message import Envelope, build_message, message_id
+from digestd.mail.transport import Job, Outcome, Transport
+from digestd.render import readme as publish
+from digestd.render.digest import (
+    DigestRenderer,
+    check_templates,
+    count_papers,
+    group_for_subscriber,
+    plural,
+)
+from digestd.render.templates import text_env
+from digestd.source.arxiv import FetchError, PaperSource
+from digestd.store import atomic
+from digestd.store.lock import RunLock
+from digestd.store.state import Held, Outbox, PaperStore
 
 log = logging.getLogger(__name__)
 

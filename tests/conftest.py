@@ -24,11 +24,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 from fakearxiv import FakeArxiv
 
-from digestd.config import load_config
-from digestd.deliver import MaildirTransport, make_transport
-from digestd.fetch import ArxivSource
-from digestd.models import RunReport
+from digestd.config.load import load_config
+from digestd.core.models import RunReport
+from digestd.mail.transport import MaildirTransport, make_transport
 from digestd.pipeline import RunOptions, run
+from digestd.source.arxiv import ArxivSource
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,8 @@ each keyword are the ordinary-looking ones, so the screenshots show what a reade
 
 from __future__ import annotations
 
-from digestd.models import Paper
-from digestd.render import DigestRenderer, group_for_subscriber
+from digestd.core.models import Paper
+from digestd.render.digest import DigestRenderer, group_for_subscriber
 
 KEYWORDS = ["Video Anomaly Detection", "Vision Language Model", "Diffusion Policy"]
 DATE = "2026-11-23"

@@ -10,8 +10,8 @@ from fakearxiv import FakeArxiv
 from fixtures import make_paper, make_papers
 
 from digestd.cli.run_cmd import exit_code
+from digestd.core.models import KeywordFetch, RunReport
 from digestd.errors import ExitCode
-from digestd.models import KeywordFetch, RunReport
 
 KW = "Video Anomaly Detection"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from digestd.config import load_config
-from digestd.diff import SuspiciousResponse, diff_keyword, latest
+from digestd.config.load import load_config
+from digestd.core.diff import SuspiciousResponse, diff_keyword, latest
+from digestd.core.models import Keyword, Paper
 from digestd.errors import ConfigError
-from digestd.models import Keyword, Paper
-from digestd.publish import END, START, cell, comment_cell, render_readme, row
+from digestd.render.readme import END, START, cell, comment_cell, render_readme, row
 
 
 def paper(i: int, updated: str = "2026-11-20T10:00:00Z", version: int = 1, **kw: object) -> Paper:
@@ -107,7 +107,7 @@ def test_cells_escape_pipes_and_tags_and_collapse_whitespace() -> None:
 
 
 def test_link_text_can_never_end_the_link_early() -> None:
-    from digestd.publish import link_text
+    from digestd.render.readme import link_text
 
     assert link_text("A [B] C") == "A \\[B\\] C"
     assert link_text("Spatial$\\times$T") == "Spatial$\\times$T"  # as in the snapshots

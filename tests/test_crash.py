@@ -29,7 +29,7 @@ from fakearxiv import FakeArxiv
 from faultkit import KW_A, KW_B, additions, day_feeds, run_cli, spawn_run, two_keyword_home
 from smtpfaults import Faults, FaultServer, Received
 
-from digestd import state
+from digestd.store import state
 
 SEED = int(os.environ.get("DIGESTD_KILL_SEED", "20261122"))
 SUBSCRIBERS = 40

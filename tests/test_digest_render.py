@@ -29,10 +29,16 @@ from digest_samples import (
 from fakearxiv import FakeArxiv
 from fixtures import make_papers
 
-from digestd import render as render_mod
-from digestd.models import Paper
-from digestd.render import DigestRenderer, group_for_subscriber, highlighter, md_text, shorten_authors
-from digestd.templates import TEXT_WIDTH, wrap
+from digestd.core.models import Paper
+from digestd.render import digest as render_mod
+from digestd.render.digest import (
+    DigestRenderer,
+    group_for_subscriber,
+    highlighter,
+    md_text,
+    shorten_authors,
+)
+from digestd.render.templates import TEXT_WIDTH, wrap
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 UPDATE = os.environ.get("DIGESTD_UPDATE_SCREENSHOTS") == "1"
@@ -145,7 +151,7 @@ def test_untrusted_text_is_escaped() -> None:
     doc = Elements(html)
     assert {t for t, _ in doc.tags} & {"script", "img", "b"} == set()
     assert not [a for _, attrs in doc.tags for a in attrs if a.startswith("on")]
-    hrefs = doc.attrs("href")  # the paper's unsafe links are rebuilt from its id (digestd/links.py)
+    hrefs = doc.attrs("href")  # the paper's unsafe links are rebuilt from its id (digestd/core/links.py)
     assert "https://arxiv.org/abs/2611.09999v1" in hrefs and "https://arxiv.org/pdf/2611.09999v1" in hrefs
     assert not [h for h in hrefs if '"' in h or "<" in h or "onmouseover" in h]
     assert not [h for h in doc.attrs("href") if h.startswith("javascript")]

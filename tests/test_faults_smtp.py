@@ -21,10 +21,10 @@ from faultkit import run_cli as run_cli_
 from smtpfaults import Certs, Faults, FaultServer, make_certs
 
 from digestd.cli.run_cmd import exit_code
+from digestd.core.models import RunReport
+from digestd.core.records import DeliveryStatus
 from digestd.errors import ExitCode
-from digestd.models import RunReport
-from digestd.records import DeliveryStatus
-from digestd.state import Outbox
+from digestd.store.state import Outbox
 
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
 USER, PASSWORD = "digest-bot", "Pw-7f3c9e1b-never-print-me"

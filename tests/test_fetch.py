@@ -7,9 +7,9 @@ import itertools
 from fakearxiv import FakeArxiv
 from fixtures import REAL_AFFILIATIONS, SEED_000, make_papers, parse_seed
 
-from digestd.diff import in_categories
-from digestd.fetch import ArxivSource, FetchError, parse_feed
-from digestd.models import Keyword
+from digestd.core.diff import in_categories
+from digestd.core.models import Keyword
+from digestd.source.arxiv import ArxivSource, FetchError, parse_feed
 
 
 def test_one_request_per_keyword_sorted_and_paced() -> None:
@@ -71,7 +71,7 @@ def test_entries_read_as_the_arxiv_package_reads_them() -> None:
     feed formats matches the `arxiv` package's own client, field by field."""
     import arxiv
 
-    from digestd.fetch import collapse
+    from digestd.source.arxiv import collapse
 
     feeds = parse_seed(SEED_000)
     for classic in (False, True):

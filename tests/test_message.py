@@ -1,4 +1,4 @@
-"""digestd/message.py: the digest's bytes, parsed back with the stdlib parser (policy.default).
+"""digestd/mail/message.py: the digest's bytes, parsed back with the stdlib parser (policy.default).
 
 Headers in every shape (non-ASCII, long, quoted, internationalised addresses) are proven in
 tests/test_trust_headers.py; this file covers the message as a whole.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from digestd.message import Envelope, MessageError, build_message, message_id
+from digestd.mail.message import Envelope, MessageError, build_message, message_id
 
 WHEN = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
 SENDER = "Daily Papers <papers@example.org>"

@@ -9,9 +9,9 @@ from typing import Any
 
 from conftest import Inbox
 
-from digestd.config import SmtpSettings
-from digestd.deliver import SENT, Job, Outcome, SmtpTransport
-from digestd.message import build_message
+from digestd.config.load import SmtpSettings
+from digestd.mail.message import build_message
+from digestd.mail.transport import SENT, Job, Outcome, SmtpTransport
 
 SENDER = "Daily Papers <papers@example.org>"
 

@@ -18,13 +18,13 @@ import pytest
 from conftest import Inbox
 from ruamel.yaml import YAML
 
-from digestd.config import parse_yaml
-from digestd.deliver import sendmail
+from digestd.config.fastyaml import NOT_SIMPLE, fast_yaml
+from digestd.config.load import parse_yaml
+from digestd.core.records import Delivery, DeliveryStatus
 from digestd.errors import ConfigError
-from digestd.fastyaml import NOT_SIMPLE, fast_yaml
-from digestd.message import Envelope, _b64, _qp
-from digestd.records import Delivery, DeliveryStatus
-from digestd.state import Outbox
+from digestd.mail.message import Envelope, _b64, _qp
+from digestd.mail.transport import sendmail
+from digestd.store.state import Outbox
 
 PENDING, SENT, FAILED = DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.FAILED
 

@@ -12,7 +12,7 @@ import aiosmtplib
 import pytest
 from conftest import Inbox
 
-from digestd import smtpwire
+from digestd.mail import smtpwire
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -21,11 +21,11 @@ import typer
 from pytest import MonkeyPatch
 from typer.testing import CliRunner
 
-from digestd import systemd
 from digestd.cli.context import CliContext
 from digestd.cli.systemd_cmd import register
 from digestd.errors import DigestdError, ExitCode, UsageError
-from digestd.systemd import UnitOptions
+from digestd.ops import systemd
+from digestd.ops.systemd import UnitOptions
 
 GOLDEN = Path(__file__).parent / "data" / "systemd"
 UPDATE = os.environ.get("DIGESTD_UPDATE_GOLDEN") == "1"

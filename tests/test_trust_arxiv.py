@@ -27,13 +27,13 @@ from faultkit import KW_A, KW_B, additions, day_feeds, keyword_rows, two_keyword
 from fixtures import make_paper, make_papers
 from smtpfaults import FaultServer, Received, make_certs
 
-from digestd.config import DEFAULT_ARXIV_MAX_BYTES, load_config
+from digestd.config.load import DEFAULT_ARXIV_MAX_BYTES, load_config
+from digestd.core.links import CODE_HOSTS, code_link, is_arxiv_id, safe_arxiv_link, safe_paper
+from digestd.core.models import Keyword, Paper
 from digestd.errors import ConfigError, ExitCode
-from digestd.fetch import ArxivSource, FetchError, ResponseRefused
-from digestd.links import CODE_HOSTS, code_link, is_arxiv_id, safe_arxiv_link, safe_paper
-from digestd.models import Keyword, Paper
-from digestd.publish import row
-from digestd.render import DigestRenderer, Entry, linkify, text_references
+from digestd.render.digest import DigestRenderer, Entry, linkify, text_references
+from digestd.render.readme import row
+from digestd.source.arxiv import ArxivSource, FetchError, ResponseRefused
 
 TIMEOUT = 2.0  # DIGESTD_ARXIV_TIMEOUT for the trickle tests
 MIB = 1 << 20
@@ -274,20 +274,20 @@ def test_max_bytes_setting_is_validated(tmp_path: Path) -> None:
 
 
 def test_more_entries_than_asked_keeps_the_first_and_warns(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="digestd.fetch")
+    caplog.set_level(logging.WARNING, logger="digestd.source.arxiv")
     own = make_papers(KW_A, 150)
     with FakeArxiv({KW_A: own}) as fake:
         fake.faults[KW_A] = [Fault.too_many(40_000)]
         got = ArxivSource(fake.url, delay=0, timeout=30, retries=0).fetch(Keyword(KW_A), 100)
     assert [p.id for p in got] == [p.id for p in own[:100]]
-    warnings = [r.getMessage() for r in caplog.records if r.name == "digestd.fetch"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "digestd.source.arxiv"]
     assert warnings == [f"{KW_A}: arXiv sent 40000 entries where 100 were asked for; kept the first 100"]
 
 
 def test_entries_without_id_or_title_or_with_a_foreign_id_are_skipped_and_named(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="digestd.fetch")
+    caplog.set_level(logging.WARNING, logger="digestd.source.arxiv")
     bad = [
         raw_entry(None, "Nameless But Titled"),
         raw_entry("http://arxiv.org/abs/2611.07001v1", None),
@@ -303,7 +303,7 @@ def test_entries_without_id_or_title_or_with_a_foreign_id_are_skipped_and_named(
         got = ArxivSource(fake.url, delay=0, timeout=5, retries=0).fetch(Keyword(KW_A), 20)
     assert [p.id for p in got] == ["hep-th/9901001"] + [p.id for p in own]
     assert got[0].version == 2 and got[0].link == "http://arxiv.org/abs/hep-th/9901001v2"  # its own <id>
-    log = "\n".join(r.getMessage() for r in caplog.records if r.name == "digestd.fetch")
+    log = "\n".join(r.getMessage() for r in caplog.records if r.name == "digestd.source.arxiv")
     assert f"{KW_A}: skipped entry 1 (title 'Nameless But Titled'): it has no <id>" in log
     assert f"{KW_A}: skipped entry 2 (2611.07001v1): it has no title" in log
     assert f"{KW_A}: skipped entry 3 (2611.07002v1): it has no title" in log

@@ -19,7 +19,7 @@ from conftest import Inbox, InboxHandler, at, cli, free_port, run_once, smtp_env
 from fakearxiv import FakeArxiv
 from fixtures import make_papers
 
-from digestd.render import DigestRenderer
+from digestd.render.digest import DigestRenderer
 
 KW = "Video Anomaly Detection"
 JOERG = "jörg@example.org"

@@ -11,8 +11,8 @@ from conftest import Inbox, at, free_port, run_once, smtp_env, write_instance
 from fakearxiv import FakeArxiv, Fault
 from test_weekly import A, B, World, ids_of
 
-from digestd import subscriptions
-from digestd.models import Frequency
+from digestd.config import edit as subscriptions
+from digestd.core.models import Frequency
 
 
 def _received(inbox: Inbox) -> Counter[tuple[str, str]]:

@@ -16,7 +16,7 @@ from fixtures import make_papers
 from test_validation import KW, PAPER
 
 from digestd.errors import StateError
-from digestd.state import Outbox, PaperStore
+from digestd.store.state import Outbox, PaperStore
 
 DELIVERY = {
     "email": "alice@example.org", "name": None, "run": 2, "date": "2026-11-20",

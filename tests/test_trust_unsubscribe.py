@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, free_port
 
-from digestd import subscriptions
-from digestd.config import load_config
-from digestd.tokens import make_token
-from digestd.unsubscribe import make_server
+from digestd.config import edit as subscriptions
+from digestd.config.load import load_config
+from digestd.core.tokens import make_token
+from digestd.web.unsubscribe import make_server
 
 SECRET = "trust-point-9-secret-0123456789"
 KEY = SECRET.encode()

@@ -28,13 +28,13 @@ from conftest import Inbox, at, cli, run_once, smtp_env
 from fakearxiv import FakeArxiv
 from fixtures import make_paper, make_papers
 
-from digestd import subscriptions
-from digestd.atomic import WriteError, sweep_leftovers, write_atomic
-from digestd.config import load_config
+from digestd.config import edit as subscriptions
+from digestd.config.fastyaml import NOT_SIMPLE, fast_yaml
+from digestd.config.load import load_config
+from digestd.core.models import Frequency, SubscriberStatus
+from digestd.core.plan import last_weekly_day
 from digestd.errors import ConfigError
-from digestd.fastyaml import NOT_SIMPLE, fast_yaml
-from digestd.models import Frequency, SubscriberStatus
-from digestd.plan import last_weekly_day
+from digestd.store.atomic import WriteError, sweep_leftovers, write_atomic
 
 VU, VAD = "Video Understanding", "Video Anomaly Detection"
 REPO = Path(__file__).resolve().parent.parent
@@ -416,7 +416,7 @@ def test_keywords_add_refuses_a_name_that_differs_only_in_case(tmp_path: Path) -
 KILLED_WRITER = """\
 import os, sys
 from pathlib import Path
-from digestd.atomic import write_atomic
+from digestd.store.atomic import write_atomic
 real = os.write
 def stalled(fd, data):
     written = real(fd, bytes(data[:100]))
@@ -526,7 +526,7 @@ printf 'keywords: [A]\\nsubscribers: []\\n' > "$H/subscribers.yaml"
 printf 'old readme\\n' > "$H/README.md"
 head -c 1000000 /dev/zero > "$H/filler" 2>/dev/null
 "$PY" -m digestd --home "$H" subscribers add bob@example.org >"$OUT/add.out" 2>"$OUT/add.err"; echo $? > "$OUT/add.rc"
-"$PY" -c 'import sys; from pathlib import Path; from digestd.publish import write_readme
+"$PY" -c 'import sys; from pathlib import Path; from digestd.render.readme import write_readme
 try: write_readme(Path(sys.argv[1]) / "README.md", "new readme " * 1000)
 except Exception as err: print(type(err).__name__, err)' "$H" > "$OUT/readme.out" 2>&1
 rm "$H/filler"
@@ -566,7 +566,7 @@ def test_a_full_disk_for_real(tmp_path: Path) -> None:
 FSIZE_CHILD = """\
 import resource, sys
 from pathlib import Path
-from digestd.atomic import write_atomic
+from digestd.store.atomic import write_atomic
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # Python ignores SIGXFSZ: write() fails EFBIG
 try:
     write_atomic(Path(sys.argv[1]), "x" * 100_000)

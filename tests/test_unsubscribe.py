@@ -18,10 +18,10 @@ from conftest import REPO, Inbox, at, free_port, run_once, smtp_env, write_insta
 from fakearxiv import FakeArxiv
 from fixtures import make_paper, make_papers
 
-from digestd.config import load_config
+from digestd.config.load import load_config
+from digestd.core.tokens import Token, address_id, make_token, read_token
 from digestd.errors import ConfigError
-from digestd.tokens import Token, address_id, make_token, read_token
-from digestd.unsubscribe import make_server
+from digestd.web.unsubscribe import make_server
 
 KW = "Video Anomaly Detection"
 SECRET = "0123456789abcdef-test-secret"
@@ -281,7 +281,7 @@ def test_a_pending_digest_is_not_sent_after_unsubscribing(tmp_path: Path, smtp: 
         run_once(home, fake, env=up, now=at("2026-11-19"))
         fake.feeds[KW] = [make_paper(900, KW, "2026-11-20"), *fake.feeds[KW]]
         assert run_once(home, fake, env=down, now=at("2026-11-20")).pending == 2  # server down
-        from digestd import subscriptions
+        from digestd.config import edit as subscriptions
 
         assert subscriptions.unsubscribe_many(home, ["BOB@example.org"]) == {"bob@example.org"}  # what POST does
         assert subscriptions.unsubscribe_many(home, ["bob@example.org"]) == set()

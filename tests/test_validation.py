@@ -19,11 +19,11 @@ from fakearxiv import FakeArxiv
 from faultkit import run_cli
 from fixtures import make_paper, make_papers
 
-from digestd.config import SmtpSettings, load_config, looks_like_email
-from digestd.deliver import SmtpTransport, make_transport
+from digestd.config.load import SmtpSettings, load_config, looks_like_email
 from digestd.errors import ConfigError, StateError
+from digestd.mail.transport import SmtpTransport, make_transport
 from digestd.pipeline import RunOptions
-from digestd.state import Outbox, PaperStore
+from digestd.store.state import Outbox, PaperStore
 
 KW = "Video Anomaly Detection"
 PAPER = {

@@ -13,11 +13,11 @@ from conftest import Inbox, at, free_port, run_once, smtp_env, write_instance
 from fakearxiv import FakeArxiv, Fault
 from fixtures import FixturePaper, make_paper
 
-from digestd import subscriptions
-from digestd.config import load_config
-from digestd.models import Frequency, Subscriber
-from digestd.plan import is_due, last_weekly_day
-from digestd.records import Cursor
+from digestd.config import edit as subscriptions
+from digestd.config.load import load_config
+from digestd.core.models import Frequency, Subscriber
+from digestd.core.plan import is_due, last_weekly_day
+from digestd.core.records import Cursor
 
 A, B = "Video Anomaly Detection", "Vision Language Model"
 

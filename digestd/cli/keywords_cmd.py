@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from digestd import subscriptions
 from digestd.cli.context import cli_context
-from digestd.config import load_config
+from digestd.config import edit as subscriptions
+from digestd.config.load import load_config
 
 
 def register(app: typer.Typer) -> None:

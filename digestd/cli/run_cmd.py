@@ -10,12 +10,12 @@ from typing import Annotated
 import typer
 
 from digestd.cli.context import cli_context
-from digestd.config import load_config
-from digestd.deliver import make_transport
+from digestd.config.load import load_config
+from digestd.core.models import KeywordFetch, RunReport
 from digestd.errors import ExitCode, SmtpFatalError
-from digestd.fetch import ArxivSource
-from digestd.models import KeywordFetch, RunReport
+from digestd.mail.transport import make_transport
 from digestd.pipeline import RunOptions, run
+from digestd.source.arxiv import ArxivSource
 
 log = logging.getLogger("digestd")
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from digestd.cli.context import cli_context
-from digestd.config import load_config
-from digestd.unsubscribe import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, make_server
+from digestd.config.load import load_config
+from digestd.web.unsubscribe import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, make_server
 
 log = logging.getLogger("digestd")
 

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from digestd import subscriptions
 from digestd.cli.context import cli_context
-from digestd.config import load_config
-from digestd.models import Frequency
+from digestd.config import edit as subscriptions
+from digestd.config.load import load_config
+from digestd.core.models import Frequency
 
 KW = Annotated[
     list[str] | None,

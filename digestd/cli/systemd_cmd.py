@@ -5,9 +5,9 @@ from typing import Annotated
 
 import typer
 
-from digestd import systemd
 from digestd.cli.context import cli_context
 from digestd.errors import UsageError
+from digestd.ops import systemd
 
 _HELP = (
     "Print (or with --install, write) digestd.service and digestd.timer.\n\n"

@@ -12,17 +12,17 @@ from typing import Annotated, Any
 
 import typer
 
-from digestd import subscriptions
-from digestd.atomic import write_atomic
 from digestd.cli.context import cli_context
-from digestd.config import load_config
-from digestd.lock import RunLock
-from digestd.pause import resumed
+from digestd.config import edit as subscriptions
+from digestd.config.load import load_config
+from digestd.core.pause import resumed
+from digestd.ops.preview import preview
+from digestd.ops.status import gather
+from digestd.ops.systemd import next_timer_run
 from digestd.pipeline import run_date
-from digestd.preview import preview
-from digestd.state import Outbox
-from digestd.status import gather
-from digestd.systemd import next_timer_run
+from digestd.store.atomic import write_atomic
+from digestd.store.lock import RunLock
+from digestd.store.state import Outbox
 
 
 def clear_bounce_pause(home: Path, email: str) -> list[str]:

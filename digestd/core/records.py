@@ -14,7 +14,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from digestd.models import Paper
+from digestd.core.models import Paper
 
 
 class DeliveryStatus(StrEnum):

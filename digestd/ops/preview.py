@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from digestd.config import Config
-from digestd.diff import latest
+from digestd.config.load import Config
+from digestd.core.diff import latest
+from digestd.core.models import Paper
+from digestd.core.plan import followed
 from digestd.errors import UsageError
-from digestd.models import Paper
-from digestd.plan import followed
-from digestd.render import DigestRenderer, group_for_subscriber
-from digestd.state import Outbox, PaperStore
+from digestd.render.digest import DigestRenderer, group_for_subscriber
+from digestd.store.state import Outbox, PaperStore
 
 LATEST_PER_KEYWORD = 5
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from digestd.models import Keyword, Paper
+from digestd.core.models import Keyword, Paper
 
 
 @dataclass(frozen=True, slots=True)

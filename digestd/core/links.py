@@ -12,7 +12,7 @@ import dataclasses
 import re
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from digestd.models import Paper
+from digestd.core.models import Paper
 
 ARXIV_HOSTS = frozenset({"arxiv.org", "export.arxiv.org", "www.arxiv.org"})
 # Hosts whose URLs in an entry's comment become links: code, data, models, reviews, DOIs.

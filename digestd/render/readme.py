@@ -13,9 +13,9 @@ from pathlib import Path
 
 import jinja2
 
-from digestd.atomic import write_atomic
-from digestd.links import safe_arxiv_link
-from digestd.models import Paper
+from digestd.core.links import safe_arxiv_link
+from digestd.core.models import Paper
+from digestd.store.atomic import write_atomic
 
 START = "<!-- digestd:start -->"
 END = "<!-- digestd:end -->"

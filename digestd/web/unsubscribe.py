@@ -35,10 +35,10 @@ from typing import Any
 
 from markupsafe import escape
 
-from digestd import subscriptions
-from digestd.config import Config, Paths, load_config
+from digestd.config import edit as subscriptions
+from digestd.config.load import Config, Paths, load_config
+from digestd.core.tokens import Token, address_id, read_token
 from digestd.errors import ConfigError, DigestdError
-from digestd.tokens import Token, address_id, read_token
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from digestd import atomic
-from digestd.atomic import write_atomic
-from digestd.config import (
+from digestd.config.load import (
     Config,
     Paths,
     _build,
@@ -32,8 +30,10 @@ from digestd.config import (
     parse_yaml,
     read_yaml_text,
 )
+from digestd.core.models import Frequency
 from digestd.errors import ConfigError, UsageError
-from digestd.models import Frequency
+from digestd.store import atomic
+from digestd.store.atomic import write_atomic
 
 INIT_YAML = """\
 # digestd instance: the keywords to follow and who gets the digests.
@@ -619,7 +619,7 @@ def export(cfg: Config, fmt: str) -> str:
 
 def init_instance(home: Path) -> list[str]:
     """Create what is missing; never overwrite a file."""
-    from digestd.templates import DEFAULTS
+    from digestd.render.templates import DEFAULTS
 
     said = []
     home.mkdir(parents=True, exist_ok=True)

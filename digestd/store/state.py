@@ -27,10 +27,8 @@ from tinydb import TinyDB
 from tinydb.middlewares import Middleware
 from tinydb.storages import Storage
 
-from digestd.atomic import fsync_dir, write_atomic
-from digestd.errors import StateError
-from digestd.models import Paper
-from digestd.records import (
+from digestd.core.models import Paper
+from digestd.core.records import (
     BadRecord,
     Cursor,
     Delivery,
@@ -42,6 +40,8 @@ from digestd.records import (
     follows_from_value,
     stored_paper_from_doc,
 )
+from digestd.errors import StateError
+from digestd.store.atomic import fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 

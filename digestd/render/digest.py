@@ -17,10 +17,10 @@ from urllib.parse import quote
 import css_inline
 from markupsafe import Markup, escape
 
-from digestd.links import code_link, safe_paper
-from digestd.models import Paper
-from digestd.templates import TEXT_WIDTH, URL_RE, html_env, read_asset, text_env, wrap
-from digestd.tokens import make_token
+from digestd.core.links import code_link, safe_paper
+from digestd.core.models import Paper
+from digestd.core.tokens import make_token
+from digestd.render.templates import TEXT_WIDTH, URL_RE, html_env, read_asset, text_env, wrap
 
 MAX_AUTHORS = 5  # more than this: the first SHOWN_AUTHORS and "et al."
 SHOWN_AUTHORS = 3

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from digestd.config import Config
-from digestd.records import DeliveryStatus
-from digestd.state import Outbox, PaperStore
+from digestd.config.load import Config
+from digestd.core.records import DeliveryStatus
+from digestd.store.state import Outbox, PaperStore
 
 
 def gather(cfg: Config, next_timer: str | None) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from typing import Protocol
 
 import aiosmtplib
 
-from digestd import smtpwire
-from digestd.config import SmtpSettings
-from digestd.message import Envelope
-from digestd.records import DeliveryStatus
+from digestd.config.load import SmtpSettings
+from digestd.core.records import DeliveryStatus
+from digestd.mail import smtpwire
+from digestd.mail.message import Envelope
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from digestd.models import Subscriber, SubscriberStatus
-from digestd.records import Cursor, DeliveryStatus
+from digestd.core.models import Subscriber, SubscriberStatus
+from digestd.core.records import Cursor, DeliveryStatus
 
 
 def after_outcome(

@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from digestd.atomic import write_atomic
 from digestd.errors import DigestdError, UsageError
+from digestd.store.atomic import write_atomic
 
 SERVICE_NAME = "digestd.service"
 TIMER_NAME = "digestd.timer"

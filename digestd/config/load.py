@@ -19,9 +19,9 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, CollectionStartEvent, NodeEvent, ScalarEvent
 from ruamel.yaml.nodes import MappingNode
 
+from digestd.config.fastyaml import MAX_DEPTH, NOT_SIMPLE, fast_yaml
+from digestd.core.models import Frequency, Keyword, Subscriber, SubscriberStatus
 from digestd.errors import ConfigError
-from digestd.fastyaml import MAX_DEPTH, NOT_SIMPLE, fast_yaml
-from digestd.models import Frequency, Keyword, Subscriber, SubscriberStatus
 
 SUBSCRIBERS_FILE = "subscribers.yaml"
 DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"

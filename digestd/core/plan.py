@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
-from digestd.config import WEEKDAYS
-from digestd.models import Frequency, Keyword, Paper, Subscriber, SubscriberStatus
-from digestd.records import Cursor, Delivery
+from digestd.config.load import WEEKDAYS
+from digestd.core.models import Frequency, Keyword, Paper, Subscriber, SubscriberStatus
+from digestd.core.records import Cursor, Delivery
 
 
 @dataclass(frozen=True, slots=True)

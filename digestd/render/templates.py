@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jinja2
 
-DEFAULTS = Path(__file__).parent / "default_templates"
+DEFAULTS = Path(__file__).parent.parent / "default_templates"
 TEXT_WIDTH = 78
 # A URL in running text: a scheme, then anything but space, quotes and angle brackets, not ending
 # in the punctuation that usually follows a URL in a sentence.

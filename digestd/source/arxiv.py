@@ -5,7 +5,7 @@ so bytes trickling in cannot stretch it), a cap on the decoded body (gzip and de
 inflated a piece at a time against it), Retry-After honoured, only 429/5xx retried. The
 document must be an Atom feed; then each entry is read on its own: one without an id, with
 an id that is not an arXiv id, or without a title is skipped with a warning, and its links
-are kept only when they are this paper's own arXiv URLs (digestd/links.py).
+are kept only when they are this paper's own arXiv URLs (digestd/core/links.py).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.response import HTTPResponse
 
 from digestd import __version__
-from digestd.config import DEFAULT_ARXIV_MAX_BYTES
-from digestd.links import NEW_ID, OLD_ID, safe_arxiv_link
-from digestd.models import Keyword, Paper
+from digestd.config.load import DEFAULT_ARXIV_MAX_BYTES
+from digestd.core.links import NEW_ID, OLD_ID, safe_arxiv_link
+from digestd.core.models import Keyword, Paper
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Configuration: reading subscribers.yaml and the environment, and editing subscribers.yaml in place."""

@@ -1,0 +1,1 @@
+"""Mail out: building the message bytes, and the SMTP and Maildir transports."""

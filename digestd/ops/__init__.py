@@ -1,0 +1,1 @@
+"""Operating an instance: systemd units, `status` and `preview`."""

@@ -1,0 +1,1 @@
+"""Rendering, pure given the templates: digests (HTML and text) and the Daily Papers README."""

@@ -1,0 +1,1 @@
+"""The arXiv source: bounded HTTP and a strict Atom reader."""

@@ -1,0 +1,1 @@
+"""`digestd serve`: the one-click unsubscribe endpoint."""
