@@ -161,12 +161,15 @@ class Timers:
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
+    from datetime import datetime
+
     from digestd import pipeline
     from digestd.config.load import load_config
     from digestd.mail import transport as deliver
     from digestd.mail.transport import make_transport
     from digestd.render.digest import DigestRenderer
     from digestd.source.arxiv import ArxivSource
+    from digestd.stages import collect, publish, queue, send
     from digestd.store.state import Outbox
 
     imports = time.perf_counter() - t0
@@ -178,14 +181,14 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     }
     tm = Timers()
     ArxivSource.fetch = tm.wrap("fetch", ArxivSource.fetch)  # type: ignore[method-assign]
-    pipeline._fetch_and_store = tm.wrap("fetch_diff", pipeline._fetch_and_store)
-    pipeline._queue = tm.wrap("queue", pipeline._queue)
-    pipeline._send = tm.wrap("send", pipeline._send)
-    pipeline._publish = tm.wrap("readme", pipeline._publish)
+    collect.collect = tm.wrap("fetch_diff", collect.collect)
+    queue.queue = tm.wrap("queue", queue.queue)
+    send.send = tm.wrap("send", send.send)
+    publish.publish = tm.wrap("readme", publish.publish)
     # render = grouping, rendering and building the bytes; every message's size as it goes out
-    pipeline.group_for_subscriber = tm.wrap("render", pipeline.group_for_subscriber)
+    send.group_for_subscriber = tm.wrap("render", send.group_for_subscriber)
     DigestRenderer.render = tm.wrap("render", DigestRenderer.render)  # type: ignore[method-assign]
-    pipeline.build_message = tm.wrap("render", pipeline.build_message)
+    send.build_message = tm.wrap("render", send.build_message)
     Outbox.append = tm.wrap("ledger", Outbox.append)  # type: ignore[method-assign]
     real_sendmail = deliver.sendmail
 
@@ -206,7 +209,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         source = ArxivSource(url, delay=0.0, timeout=60, retries=1)
         transport = make_transport(cfg.smtp, cfg.paths.maildir, connections=cfg.settings.connections,
                                    max_rate=cfg.settings.max_rate)
-        now = pipeline.datetime.fromisoformat(f"{day}T12:00:00+00:00")
+        now = datetime.fromisoformat(f"{day}T12:00:00+00:00")
         spy = None
         if os.environ.get("BENCH_PYSPY") and day == DAY2:  # sampling profile: py-spy on PATH
             out = f"{os.environ['BENCH_PYSPY']}.n{args.n}.txt"
