@@ -165,12 +165,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     from digestd import pipeline
     from digestd.config.load import load_config
-    from digestd.mail import transport as deliver
+    from digestd.mail import smtp as deliver
     from digestd.mail.transport import make_transport
     from digestd.render.digest import DigestRenderer
     from digestd.source.arxiv import ArxivSource
     from digestd.stages import collect, publish, queue, send
-    from digestd.store.state import Outbox
+    from digestd.store.outbox import Outbox
 
     imports = time.perf_counter() - t0
     home = Path(args.home)
@@ -276,7 +276,8 @@ def naive(args: argparse.Namespace) -> dict[str, Any]:
 
     from digestd.config.load import load_config
     from digestd.render.digest import DigestRenderer, count_papers, group_for_subscriber, plural
-    from digestd.store.state import Outbox, PaperStore
+    from digestd.store.outbox import Outbox
+    from digestd.store.papers import PaperStore
 
     cfg = load_config(Path(args.home), {})
     store = PaperStore(cfg.paths.papers_db)

@@ -38,10 +38,15 @@ class LockedError(DigestdError):
     exit_code = ExitCode.TEMPFAIL
 
 
-class TransientError(DigestdError):
-    """A server could not be reached or refused for now; the next run retries."""
+class FetchError(DigestdError):
+    """This keyword could not be fetched now; its state stays as it was and the next run retries."""
 
     exit_code = ExitCode.TEMPFAIL
+
+
+class MessageError(DigestdError, ValueError):
+    """A value that cannot be written into a message (an address that is not one, a header
+    line over 998 characters): that one delivery fails, the others go on."""
 
 
 class SmtpFatalError(DigestdError):

@@ -5,14 +5,16 @@ it comes, the summary at the end)."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
 
 from digestd.config import edit as subscriptions
-from digestd.config.load import Config
+from digestd.config.settings import Config
 from digestd.core.models import KeywordFetch, RunReport
+from digestd.core.records import KeywordRun, RunOutcome, RunSummary
 from digestd.core.tokens import check_unsubscribe_config
 from digestd.mail.transport import Transport
 from digestd.render.digest import check_templates
@@ -20,7 +22,8 @@ from digestd.source.arxiv import PaperSource
 from digestd.stages import collect, publish, queue, send
 from digestd.store import atomic
 from digestd.store.lock import RunLock
-from digestd.store.state import Outbox, PaperStore
+from digestd.store.outbox import Outbox
+from digestd.store.papers import PaperStore
 
 KEEP_LEDGER_DAYS = 14  # failed deliveries and the sent/ archive are kept this long
 
@@ -52,8 +55,11 @@ def run(
         check_unsubscribe_config(cfg.settings.public_url, cfg.secret)
         check_templates(cfg.paths.templates, date=run_date(cfg, now).isoformat(),
                         list_name=cfg.settings.list_name, sender=cfg.sender)
+        send.check(cfg, run_date(cfg, now).isoformat())
     if options.dry_run:
         return _run(cfg, source, transport, options, now, on_keyword)
+    if not options.no_readme:
+        publish.check(cfg)
     with RunLock(cfg.paths.lock):
         _sweep(cfg)
         return _run(cfg, source, transport, options, now, on_keyword)
@@ -101,23 +107,26 @@ def _run(
 
 def _sweep(cfg: Config) -> None:
     """Temp files a killed write left behind (under the run lock, so none is being written)."""
-    for tmp in cfg.paths.state_dir.glob(".*.tmp"):
+    for tmp in [*cfg.paths.state_dir.glob(".*.tmp"), *cfg.paths.state_dir.glob("sent/.*.tmp")]:
         tmp.unlink(missing_ok=True)
     atomic.sweep_leftovers(cfg.paths.readme)  # only runs write README.md
+    stale = time.time() - 36 * 3600  # the Maildir convention for files left in tmp/
+    for tmp in (cfg.paths.maildir / "tmp").glob("*"):
+        with contextlib.suppress(OSError):
+            if tmp.is_file() and tmp.stat().st_mtime < stale:
+                tmp.unlink()
     subscriptions.sweep_leftovers(cfg.paths.home)  # takes the edit lock; skips if an edit runs
 
 
-def summary(report: RunReport, now: datetime) -> dict[str, Any]:
-    outcome = "failed" if report.fatal else "partial" if report.partial else "ok"
-    return {
-        "time": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "date": report.date,
-        "outcome": outcome,
-        "sent": report.sent,
-        "pending": report.pending,
-        "failed": report.failed,
-        "keywords": {
-            k.keyword: {"fetched": k.fetched, "new": len(k.new), "error": k.error} for k in report.keywords
-        },
-        "fatal": report.fatal,
-    }
+def summary(report: RunReport, now: datetime) -> RunSummary:
+    outcome = RunOutcome.FAILED if report.fatal else RunOutcome.PARTIAL if report.partial else RunOutcome.OK
+    return RunSummary(
+        time=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        date=report.date,
+        outcome=outcome,
+        sent=report.sent,
+        pending=report.pending,
+        failed=report.failed,
+        keywords={k.keyword: KeywordRun(k.fetched, len(k.new), k.error) for k in report.keywords},
+        fatal=report.fatal,
+    )

@@ -26,7 +26,8 @@ from fakearxiv import FakeArxiv
 
 from digestd.config.load import load_config
 from digestd.core.models import RunReport
-from digestd.mail.transport import MaildirTransport, make_transport
+from digestd.mail.maildir import MaildirTransport
+from digestd.mail.transport import make_transport
 from digestd.pipeline import RunOptions, run
 from digestd.source.arxiv import ArxivSource
 
@@ -167,7 +168,9 @@ def at(day: str, hour: int = 12) -> datetime:
     return datetime.fromisoformat(f"{day}T{hour:02d}:00:00+00:00")
 
 
-def wait_for(predicate: Any, timeout: float = 5.0) -> None:
+def wait_for(predicate: Any, timeout: float = 30.0) -> None:
+    """Until `predicate()` holds (the event); `timeout` only ends a wait that would never end,
+    so it is far above anything a test waits for (a local server or process: 2 s at most)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

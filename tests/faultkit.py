@@ -105,8 +105,9 @@ def spawn_run(home: Path, fake: FakeArxiv, env: dict[str, str] | None = None) ->
     )
 
 
-def wait_for_lock(home: Path, proc: subprocess.Popen[str], timeout: float = 10) -> None:
-    """Until `proc` holds the run lock (its pid is in state/run.lock)."""
+def wait_for_lock(home: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    """Until `proc` holds the run lock (its pid is in state/run.lock). Measured 1.7-2 s loaded;
+    `timeout` only ends a wait that would otherwise never end."""
     lock = home / "state" / "run.lock"
     deadline = time.monotonic() + timeout
     while not (lock.exists() and lock.read_text().strip() == str(proc.pid)):

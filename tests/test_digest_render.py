@@ -31,13 +31,8 @@ from fixtures import make_papers
 
 from digestd.core.models import Paper
 from digestd.render import digest as render_mod
-from digestd.render.digest import (
-    DigestRenderer,
-    group_for_subscriber,
-    highlighter,
-    md_text,
-    shorten_authors,
-)
+from digestd.render.digest import DigestRenderer, group_for_subscriber
+from digestd.render.paper_text import highlighter, md_text, shorten_authors
 from digestd.render.templates import TEXT_WIDTH, wrap
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -272,3 +267,25 @@ def test_docs_example_is_current() -> None:
     hint = "the templates changed: DIGESTD_UPDATE_SCREENSHOTS=1 pytest tests/test_digest_render.py tests/test_browser.py"
     assert (DOCS / "digest-example.html").read_text(encoding="utf-8") == html, hint
     assert (DOCS / "digest-example.txt").read_text(encoding="utf-8") == text, hint
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "said"),
+    [
+        ("paper.html.j2", b"<div>\n{% if %}\n</div>\n", "paper.html.j2, line 2"),
+        ("section.txt.j2", b"### \xff{{ keyword }}\n", "is not UTF-8 text"),
+        ("digest.css", b".card { color: \xfe; }\n", "is not UTF-8 text"),
+    ],
+)
+def test_preview_names_a_broken_template_in_one_sentence(
+    tmp_path: Path, name: str, content: bytes, said: str
+) -> None:
+    from conftest import cli
+
+    home = write_instance(tmp_path / "inst", ["Video Anomaly Detection"], [{"email": "alice@example.org"}])
+    (home / "templates").mkdir(exist_ok=True)
+    (home / "templates" / name).write_bytes(content)
+    proc = cli(home, "preview", "alice@example.org")
+    assert proc.returncode == 2, proc.stderr
+    assert said in proc.stderr and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -24,10 +24,16 @@ from digestd.cli.run_cmd import exit_code
 from digestd.core.models import RunReport
 from digestd.core.records import DeliveryStatus
 from digestd.errors import ExitCode
-from digestd.store.state import Outbox
+from digestd.store.outbox import Outbox
 
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
 USER, PASSWORD = "digest-bot", "Pw-7f3c9e1b-never-print-me"
+# A run that must stop at once gets this DIGESTD_SMTP_BACKOFF: one wait for a retry would take
+# longer than STOPPED_WITHIN, which is over 5x the run itself (measured 0.5-1.4 s; 5.8 s with
+# both cores saturated).
+LONG_BACKOFF = "60"
+STOPPED_WITHIN = 30.0
+CONNECTIONS = 4  # settings.connections' default: a run opens at most that many at once
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +146,11 @@ def test_sender_refused_with_5xx_stops_at_once_and_keeps_every_digest_pending(tm
     answer = "553 5.7.1 <papers@example.org>: Sender address rejected: not owned by user"
     with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(refuse_sender=answer)) as srv:
         baseline_then_new_day(home, fake)
-        code, out, took = run_cli(home, fake, srv.env(DIGESTD_SMTP_BACKOFF="5"))
+        code, out, took = run_cli(home, fake, srv.env(DIGESTD_SMTP_BACKOFF=LONG_BACKOFF))
         assert code == 1, out
-        assert took < 4.5 and f"127.0.0.1:{srv.port}" in out and "553 5.7.1" in out, out
-        assert len(srv.kinds("mail")) <= 4  # stopped at once (at most one try per connection)
+        assert took < STOPPED_WITHIN and f"127.0.0.1:{srv.port}" in out and "553 5.7.1" in out, out
+        assert len(srv.kinds("mail")) <= CONNECTIONS  # stopped at once (at most one try per connection)
+        assert len(srv.kinds("connect")) <= CONNECTIONS  # and no connection reopened for a retry
         assert set(by_status(home)) == {"pending"} and len(by_status(home)["pending"]) == 3
         assert "paused" not in cli(home, "status").stdout
 
@@ -251,12 +258,13 @@ def test_unreachable_server_leaves_everything_pending_exit_75_and_a_later_run_se
     with FakeArxiv(day_feeds(1)) as fake:
         baseline_then_new_day(home, fake)
         srv = FaultServer()
-        env = srv.env(DIGESTD_SMTP_RETRIES="1")  # its port: nothing listens there yet
+        # its port: nothing listens there yet; a run that waited for the timeout would be late
+        env = srv.env(DIGESTD_SMTP_RETRIES="1", DIGESTD_SMTP_TIMEOUT="60")
         code, out, took = run_cli(home, fake, env)
         assert code == 75, out
         assert f"cannot reach SMTP server 127.0.0.1:{srv.port}" in out and "Traceback" not in out
         assert set(by_status(home)) == {"pending"} and len(by_status(home)["pending"]) == 3
-        assert took < 5
+        assert took < STOPPED_WITHIN, took  # measured 0.6 s (1.2 s loaded)
         with srv:
             later_run(home, fake, env)
             assert Counter(m.rcpt for m in srv.messages) == Counter({ALICE: 1, BOB: 1, CAROL: 1})
@@ -289,10 +297,11 @@ def test_implicit_tls_with_verified_certificate(tmp_path: Path, certs: Certs) ->
 
 
 def _assert_stopped_at_once(home: Path, srv: FaultServer, code: int, out: str, took: float) -> None:
-    """Exit 1 within moments (no backoff: DIGESTD_SMTP_BACKOFF is 5 s), nothing sent, the
-    digests pending for the next run, the password nowhere in the output or the state."""
+    """Exit 1 at once (no retry: no connection reopened, and no wait of LONG_BACKOFF), nothing
+    sent, the digests pending for the next run, the password nowhere in the output or the state."""
     assert code == 1, out
-    assert took < 4.5, took
+    assert len(srv.kinds("connect")) <= CONNECTIONS, srv.events
+    assert took < STOPPED_WITHIN, took
     assert f"127.0.0.1:{srv.port}" in out
     assert "Traceback" not in out
     assert PASSWORD not in out
@@ -309,7 +318,7 @@ def test_auth_refused_stops_at_once_exit_1_names_host_and_cause_never_the_passwo
     with FakeArxiv(day_feeds(1)) as fake, \
             FaultServer(Faults(refuse_auth=True), tls=certs, require_starttls=True, auth=(USER, PASSWORD)) as srv:
         baseline_then_new_day(home, fake)
-        env = srv.env(DIGESTD_SMTP_USERNAME=USER, DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF="5")
+        env = srv.env(DIGESTD_SMTP_USERNAME=USER, DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF=LONG_BACKOFF)
         code, out, took = run_cli(home, fake, env)
         _assert_stopped_at_once(home, srv, code, out, took)
         assert "535" in out and USER in out and "pending" in out
@@ -343,7 +352,7 @@ def test_server_without_starttls_is_an_error_and_nothing_is_sent_in_clear(tmp_pa
     with FakeArxiv(day_feeds(1)) as fake, FaultServer(auth=(USER, PASSWORD), auth_in_clear=True) as srv:
         baseline_then_new_day(home, fake)
         env = srv.env(DIGESTD_SMTP_SECURITY="starttls", DIGESTD_SMTP_USERNAME=USER,
-                      DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF="5")
+                      DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF=LONG_BACKOFF)
         code, out, took = run_cli(home, fake, env)
         _assert_stopped_at_once(home, srv, code, out, took)
         assert "STARTTLS" in out
@@ -355,7 +364,7 @@ def test_tls_configured_but_server_speaks_plain_is_an_error(tmp_path: Path) -> N
     with FakeArxiv(day_feeds(1)) as fake, FaultServer(auth=(USER, PASSWORD), auth_in_clear=True) as srv:
         baseline_then_new_day(home, fake)
         env = srv.env(DIGESTD_SMTP_SECURITY="tls", DIGESTD_SMTP_USERNAME=USER,
-                      DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF="5")
+                      DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF=LONG_BACKOFF)
         code, out, took = run_cli(home, fake, env)
         _assert_stopped_at_once(home, srv, code, out, took)
         assert "TLS" in out
@@ -367,7 +376,7 @@ def test_untrusted_certificate_is_an_error(tmp_path: Path, certs: Certs) -> None
     with FakeArxiv(day_feeds(1)) as fake, \
             FaultServer(tls=certs, require_starttls=True, auth=(USER, PASSWORD)) as srv:
         baseline_then_new_day(home, fake)
-        env = srv.env(DIGESTD_SMTP_USERNAME=USER, DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF="5")
+        env = srv.env(DIGESTD_SMTP_USERNAME=USER, DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF=LONG_BACKOFF)
         del env["DIGESTD_SMTP_CA_FILE"]  # the test CA is not trusted: verification must fail
         code, out, took = run_cli(home, fake, env)
         _assert_stopped_at_once(home, srv, code, out, took)

@@ -66,3 +66,14 @@ def test_readme_untouched_when_no_keyword_could_be_fetched(tmp_path: Path) -> No
         report = run_once(home, fake, now=at("2026-11-22"))
     assert all(k.error for k in report.keywords) and not report.readme_written
     assert (home / "README.md").read_bytes() == path.read_bytes()  # not even "Last update"
+
+
+def test_a_readme_header_that_fails_to_render_is_one_sentence(tmp_path: Path) -> None:
+    from digestd.errors import ConfigError
+    from digestd.render.readme import render_readme
+    from digestd.render.templates import text_env
+
+    (tmp_path / "readme_header.md.j2").write_text("# Papers\n{{ no_such_value }}\n", encoding="utf-8")
+    header = text_env(tmp_path).get_template("readme_header.md.j2")
+    with pytest.raises(ConfigError, match=r"fails to render: 'no_such_value' is undefined$"):
+        render_readme(header, "2026-11-20", [], max_results=10)

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from digestd.mail.message import Envelope, MessageError, build_message, message_id
+from digestd.errors import MessageError
+from digestd.mail.message import Envelope, build_message, message_id
 
 WHEN = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
 SENDER = "Daily Papers <papers@example.org>"
@@ -179,3 +180,25 @@ def test_old_list_id_keyword_still_works() -> None:
 def test_bad_input_raises_message_error_only(field: str, value: object) -> None:
     with pytest.raises(MessageError):
         _build(**{field: value})
+
+
+def test_errors_that_leave_mail_modules_are_digestd_errors() -> None:
+    """MessageError fails one delivery in the pipeline: a DigestdError (still a ValueError).
+    FinalReplyLost (smtpwire to smtp) and NoSmtpUtf8 (from the public sendmail) cross module
+    edges too; every other public exception class of digestd/mail is in the family as well."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import digestd.mail
+    from digestd.errors import DigestdError, ExitCode
+    from digestd.mail.smtp import NoSmtpUtf8
+    from digestd.mail.smtpwire import FinalReplyLost
+
+    assert issubclass(MessageError, DigestdError) and issubclass(MessageError, ValueError)
+    assert FinalReplyLost.exit_code == ExitCode.TEMPFAIL and issubclass(NoSmtpUtf8, DigestdError)
+    for info in pkgutil.iter_modules(digestd.mail.__path__):
+        module = importlib.import_module(f"digestd.mail.{info.name}")
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) and not name.startswith("_"):
+                assert issubclass(obj, DigestdError), f"digestd.mail.{info.name}.{name}"

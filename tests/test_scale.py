@@ -19,12 +19,12 @@ from conftest import Inbox
 from ruamel.yaml import YAML
 
 from digestd.config.fastyaml import NOT_SIMPLE, fast_yaml
-from digestd.config.load import parse_yaml
+from digestd.config.yamlread import parse_yaml
 from digestd.core.records import Delivery, DeliveryStatus
 from digestd.errors import ConfigError
 from digestd.mail.message import Envelope, _b64, _qp
-from digestd.mail.transport import sendmail
-from digestd.store.state import Outbox
+from digestd.mail.smtp import sendmail
+from digestd.store.outbox import Outbox
 
 PENDING, SENT, FAILED = DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.FAILED
 

@@ -104,7 +104,7 @@ def test_removing_keeps_every_other_line(capsys: pytest.CaptureFixture[str], hom
 
 
 def test_add_to_a_new_instance_keeps_its_comments(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from digestd.config.edit import INIT_YAML
+    from digestd.config.instance import INIT_YAML
 
     assert run_cli(capsys, tmp_path, "init")[0] == 0
     assert yaml_bytes(tmp_path).decode() == INIT_YAML
@@ -259,7 +259,7 @@ def test_addresses_are_checked_for_syntax_only(capsys: pytest.CaptureFixture[str
 
 
 def test_concurrent_edits_lose_nothing(home: Path) -> None:
-    from digestd.config import edit as subscriptions
+    from digestd.config import subscribers as subscriptions
 
     errors: list[BaseException] = []
 

@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 from digestd.cli.context import CliContext
 from digestd.cli.systemd_cmd import register
 from digestd.errors import DigestdError, ExitCode, UsageError
-from digestd.ops import systemd
-from digestd.ops.systemd import UnitOptions
+from digestd.ops import systemd, unit_files
+from digestd.ops.unit_files import UnitOptions
 
 GOLDEN = Path(__file__).parent / "data" / "systemd"
 UPDATE = os.environ.get("DIGESTD_UPDATE_GOLDEN") == "1"
@@ -38,19 +38,19 @@ SYSTEM_OPTS = UnitOptions(
     home=Path("/srv/digestd"),
     python="/opt/digestd/.venv/bin/python",
     user_mode=False,
-    on_calendar=systemd.DEFAULT_ON_CALENDAR,
+    on_calendar=unit_files.DEFAULT_ON_CALENDAR,
     run_as="digestd",
     group="digestd",
-    env_file=systemd.SYSTEM_ENV_FILE,
+    env_file=unit_files.SYSTEM_ENV_FILE,
 )
 USER_OPTS = UnitOptions(
     home=Path("/home/alice/papers"),
     python="/home/alice/.local/share/pipx/venvs/digestd/bin/python",
     user_mode=True,
-    on_calendar=systemd.DEFAULT_ON_CALENDAR,
+    on_calendar=unit_files.DEFAULT_ON_CALENDAR,
     run_as=None,
     group=None,
-    env_file=systemd.USER_ENV_FILE,
+    env_file=unit_files.USER_ENV_FILE,
 )
 
 
@@ -77,21 +77,21 @@ def keys(unit: str) -> dict[str, list[str]]:
 
 
 def test_system_service_golden() -> None:
-    check_golden("digestd.system.service", systemd.render_service(SYSTEM_OPTS))
+    check_golden("digestd.system.service", unit_files.render_service(SYSTEM_OPTS))
 
 
 def test_user_service_golden() -> None:
-    check_golden("digestd.user.service", systemd.render_service(USER_OPTS))
+    check_golden("digestd.user.service", unit_files.render_service(USER_OPTS))
 
 
 def test_timer_golden_is_the_same_for_both_modes() -> None:
-    timer = systemd.render_timer(SYSTEM_OPTS)
+    timer = unit_files.render_timer(SYSTEM_OPTS)
     check_golden("digestd.timer", timer)
-    assert systemd.render_timer(USER_OPTS) == timer
+    assert unit_files.render_timer(USER_OPTS) == timer
 
 
 def test_system_service_settings() -> None:
-    k = keys(systemd.render_service(SYSTEM_OPTS))
+    k = keys(unit_files.render_service(SYSTEM_OPTS))
     assert k["Type"] == ["oneshot"]
     assert k["ExecStart"] == ["/opt/digestd/.venv/bin/python -m digestd --home /srv/digestd run"]
     assert k["WorkingDirectory"] == ["/srv/digestd"]
@@ -113,7 +113,7 @@ def test_system_service_settings() -> None:
 
 
 def test_user_service_keeps_only_unprivileged_sandboxing() -> None:
-    text = systemd.render_service(USER_OPTS)
+    text = unit_files.render_service(USER_OPTS)
     k = keys(text)
     assert k["EnvironmentFile"] == ["-%h/.config/digestd/digestd.env"]
     for needs_namespaces in (
@@ -134,7 +134,7 @@ def test_user_service_keeps_only_unprivileged_sandboxing() -> None:
 
 
 def test_timer_settings() -> None:
-    k = keys(systemd.render_timer(SYSTEM_OPTS))
+    k = keys(unit_files.render_timer(SYSTEM_OPTS))
     assert k["OnCalendar"] == ["Mon..Thu,Sun *-*-* 21:30:00 America/New_York"]
     assert k["Persistent"] == ["true"]
     assert k["RandomizedDelaySec"] == ["10min"]
@@ -143,7 +143,7 @@ def test_timer_settings() -> None:
 
 def test_instance_under_tmp_gets_no_private_tmp() -> None:
     opts = UnitOptions(**{**SYSTEM_OPTS.__dict__, "home": Path("/var/tmp/digestd")})
-    text = systemd.render_service(opts)
+    text = unit_files.render_service(opts)
     assert "PrivateTmp" not in keys(text)
     assert "# No PrivateTmp=" in text
 
@@ -152,7 +152,7 @@ def test_paths_are_quoted_and_specifiers_escaped() -> None:
     opts = UnitOptions(
         **{**SYSTEM_OPTS.__dict__, "home": Path("/srv/my papers 100%"), "python": "/opt/$p/python"}
     )
-    k = keys(systemd.render_service(opts))
+    k = keys(unit_files.render_service(opts))
     assert k["ExecStart"] == ['/opt/$$p/python -m digestd --home "/srv/my papers 100%%" run']
     assert k["WorkingDirectory"] == ["/srv/my papers 100%%"]
     assert k["ReadWritePaths"] == ['"/srv/my papers 100%%"']
@@ -170,7 +170,7 @@ def test_paths_are_quoted_and_specifiers_escaped() -> None:
 def test_unsafe_values_are_refused(change: dict[str, object]) -> None:
     opts = UnitOptions(**{**SYSTEM_OPTS.__dict__, **change})
     with pytest.raises(UsageError):
-        systemd.render_service(opts)
+        unit_files.render_service(opts)
 
 
 # --- systemd-analyze ----------------------------------------------------------------
@@ -190,8 +190,8 @@ def analyze_env(tmp_path: Path) -> dict[str, str]:
 def verify(tmp_path: Path, opts: UnitOptions) -> subprocess.CompletedProcess[str]:
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()
-    (unit_dir / "digestd.service").write_text(systemd.render_service(opts))
-    (unit_dir / "digestd.timer").write_text(systemd.render_timer(opts))
+    (unit_dir / "digestd.service").write_text(unit_files.render_service(opts))
+    (unit_dir / "digestd.timer").write_text(unit_files.render_timer(opts))
     assert ANALYZE is not None
     cmd = [ANALYZE, "verify", "--man=no"]
     if opts.user_mode:
@@ -220,10 +220,10 @@ def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path, user_mode: boo
         home=Path("/srv/digestd 100%"),
         python=fake_python(tmp_path),
         user_mode=user_mode,
-        on_calendar=systemd.DEFAULT_ON_CALENDAR,
+        on_calendar=unit_files.DEFAULT_ON_CALENDAR,
         run_as=None if user_mode else me.pw_name,
         group=None if user_mode else me.pw_name,
-        env_file=systemd.default_env_file(user_mode),
+        env_file=unit_files.default_env_file(user_mode),
     )
     proc = verify(tmp_path, opts)
     # verify exits 0 even for unknown keys or unparsable values: its output must be empty too.
@@ -237,7 +237,7 @@ def test_systemd_analyze_verify_would_catch_a_broken_unit(tmp_path: Path) -> Non
     opts = UnitOptions(**{**SYSTEM_OPTS.__dict__, "python": fake_python(tmp_path), "run_as": None})
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()
-    bad = systemd.render_service(opts).replace("TimeoutStartSec=2h", "TimeoutStartSec=2 fortnights")
+    bad = unit_files.render_service(opts).replace("TimeoutStartSec=2h", "TimeoutStartSec=2 fortnights")
     (unit_dir / "digestd.service").write_text(bad)
     assert ANALYZE is not None
     proc = subprocess.run(
@@ -253,7 +253,7 @@ def test_systemd_analyze_verify_would_catch_a_broken_unit(tmp_path: Path) -> Non
 
 @needs_analyze
 def test_default_on_calendar_is_valid() -> None:
-    systemd.validate_on_calendar(systemd.DEFAULT_ON_CALENDAR)
+    systemd.validate_on_calendar(unit_files.DEFAULT_ON_CALENDAR)
 
 
 @needs_analyze
@@ -283,8 +283,8 @@ def test_install_writes_then_is_a_noop(tmp_path: Path) -> None:
     assert "  systemctl --user daemon-reload" in first
     assert "  systemctl --user enable --now digestd.timer" in first
     assert any(m.startswith("  loginctl enable-linger ") for m in first)
-    assert (units / "digestd.service").read_text() == systemd.render_service(USER_OPTS)
-    assert (units / "digestd.timer").read_text() == systemd.render_timer(USER_OPTS)
+    assert (units / "digestd.service").read_text() == unit_files.render_service(USER_OPTS)
+    assert (units / "digestd.timer").read_text() == unit_files.render_timer(USER_OPTS)
     assert (units / "digestd.service").stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in units.iterdir()) == ["digestd.service", "digestd.timer"]
 
@@ -320,8 +320,8 @@ def test_install_refuses_a_changed_unit_without_force(tmp_path: Path) -> None:
     ]
     assert "  systemctl daemon-reload" in messages
     assert not any("loginctl" in m for m in messages)
-    assert (tmp_path / "digestd.service").read_text() == systemd.render_service(other)
-    assert (tmp_path / "digestd.timer").read_text() == systemd.render_timer(other)
+    assert (tmp_path / "digestd.service").read_text() == unit_files.render_service(other)
+    assert (tmp_path / "digestd.timer").read_text() == unit_files.render_timer(other)
 
 
 def test_unit_dir(monkeypatch: MonkeyPatch, tmp_path: Path) -> None:

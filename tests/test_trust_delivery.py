@@ -147,3 +147,55 @@ def test_a_lone_surrogate_in_the_ledger_is_a_bad_record_not_a_crash_at_write(tmp
         proc = cli(home, "run", env={"DIGESTD_ARXIV_API_URL": fake.url})
     assert proc.returncode == 1 and "lone surrogate" in proc.stderr and str(path) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_non_ascii_sender_without_smtputf8_stops_sending_and_fails_nobody(
+    tmp_path: Path, ascii_smtp: tuple[Controller, Inbox]
+) -> None:
+    """Every digest would fail alike: a setting to fix (exit 1), not each subscriber's
+    permanent failure; nobody is failed or paused, everything stays pending."""
+    controller, inbox = ascii_smtp
+    home = write_instance(tmp_path / "home", [KW], [{"email": o} for o in OTHERS], timezone="UTC",
+                          **{"from": "Jörg <jörg@example.org>"})
+    with FakeArxiv() as fake:
+        _two_days(home, fake, smtp_env(controller))
+        report = run_once(home, fake, env=smtp_env(controller), now=at("2026-11-22", 21))
+    assert report.fatal and "sender address" in report.fatal and "settings.from" in report.fatal
+    assert report.failed == 0 and inbox.messages == []
+    assert {d["status"] for d in _deliveries(home).values()} == {"pending"}
+
+
+def test_settings_that_cannot_be_written_into_headers_stop_the_run_before_anything_is_queued(
+    tmp_path: Path, smtp: tuple[Controller, Inbox]
+) -> None:
+    controller, inbox = smtp
+    url = "https://papers.example.org/" + "x" * 1000
+    home = write_instance(tmp_path / "home", [KW], [{"email": o} for o in OTHERS], timezone="UTC",
+                          public_url=url)
+    with FakeArxiv({KW: make_papers(KW, 3)}) as fake:
+        proc = cli(home, "run", env={**smtp_env(controller), "DIGESTD_ARXIV_API_URL": fake.url,
+                                     "DIGESTD_SECRET": "s" * 32})
+    assert proc.returncode == 2, proc.stderr
+    assert "public_url" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (home / "state" / "outbox.json").exists() and inbox.messages == []
+
+
+def test_a_server_that_never_answers_the_final_dot_stops_the_run_not_each_message(tmp_path: Path) -> None:
+    """No reply within DIGESTD_SMTP_DATA_TIMEOUT: that digest is unknown and sending stops
+    (the server would do it to every message, for data_timeout each); the rest stays pending."""
+    from faultkit import two_keyword_home
+    from smtpfaults import Faults, FaultServer
+
+    subs = [{"email": f"s{i}@example.org"} for i in range(6)]
+    home = two_keyword_home(tmp_path, subs, connections=1)
+    with FakeArxiv() as fake, FaultServer(Faults(accept_delay=3.0)) as srv:
+        from faultkit import day_feeds
+
+        fake.feeds = day_feeds(1)
+        run_once(home, fake, now=at("2026-11-20", 21))
+        fake.feeds = day_feeds(2)
+        report = run_once(home, fake, env=srv.env(DIGESTD_SMTP_DATA_TIMEOUT="0.5"), now=at("2026-11-21", 21))
+    statuses = [d["status"] for d in _deliveries(home).values()]
+    assert statuses.count("unknown") == 1 and statuses.count("pending") == 5, statuses
+    assert report.unknown == 1 and report.pending == 5
+    assert any("DIGESTD_SMTP_DATA_TIMEOUT" in m for m in report.messages), report.messages

@@ -29,7 +29,9 @@ from conftest import Inbox, at, free_port, run_once, smtp_env, write_instance
 from fakearxiv import FakeArxiv
 from fixtures import make_paper, make_papers
 
-from digestd.mail.message import Envelope, MessageError, build_message, list_id_header, wire_address
+from digestd.errors import MessageError
+from digestd.mail.headers import list_id_header, wire_address
+from digestd.mail.message import Envelope, build_message
 
 WHEN = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
 ENCODED_WORD_RE = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")

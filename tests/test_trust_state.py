@@ -16,7 +16,8 @@ from fixtures import make_papers
 from test_validation import KW, PAPER
 
 from digestd.errors import StateError
-from digestd.store.state import Outbox, PaperStore
+from digestd.store.outbox import Outbox
+from digestd.store.papers import PaperStore
 
 DELIVERY = {
     "email": "alice@example.org", "name": None, "run": 2, "date": "2026-11-20",
@@ -31,6 +32,11 @@ def _papers(**paper: Any) -> dict[str, Any]:
 
 def _delivery(**fields: Any) -> dict[str, Any]:
     return {"deliveries": {"1": {**DELIVERY, **fields}}}
+
+
+def _run(**fields: Any) -> dict[str, Any]:
+    run = {"time": "2026-11-20T21:00:05Z", "date": "2026-11-20", "outcome": "ok", "sent": 1, **fields}
+    return {"meta": {"1": {"seq": 1, "last_run": run}}}
 
 
 def _cursor(**fields: Any) -> dict[str, Any]:
@@ -52,6 +58,12 @@ WRONG_TYPES = {
         "fetch_error_a_number": {"fetches": {"1": {"keyword": KW, "error": 5}}},
         "seen_value_a_number": {"seen": {"1": {"map": {KW: {"2611.00009": 5}}}}},
         "seen_date_not_a_date": {"seen": {"1": {"map": {KW: {"2611.00009": ["soon", 3]}}}}},
+        "fetch_fetched_text": {"fetches": {"1": {"keyword": KW, "fetched": "5"}}},
+        "fetch_last_success_not_a_time": {"fetches": {"1": {"keyword": KW, "last_success": "yesterday"}}},
+        "last_run_outcome_unknown": _run(outcome="fine"),
+        "last_run_time_missing": _run(time=None),
+        "last_run_sent_text": _run(sent="1"),
+        "last_run_keyword_new_text": _run(keywords={KW: {"fetched": 5, "new": "1"}}),
     },
     "outbox.json": {
         "created_a_number": _delivery(created=5),
@@ -99,7 +111,7 @@ def test_what_digestd_writes_passes_the_check(tmp_path: Path) -> None:
         "map": {"alice@example.org": {"queued_through": 1, "follows": "r1"}, "bob@example.org": {"queued_through": 1}},
         "follows": {"r1": {KW: 0}}}}}))
     outbox = Outbox(tmp_path / "outbox.json")
-    assert outbox.load_cursors()["alice@example.org"].follows == {KW: 0}
+    assert outbox.load_cursors()["alice@example.org"].follows == {KW: ((0, None),)}  # a start as an earlier digestd wrote it
     assert [d.email for d in outbox.pending()] == ["alice@example.org"]
 
 

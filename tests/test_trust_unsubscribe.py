@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, free_port
 
-from digestd.config import edit as subscriptions
+from digestd.config import subscribers as subscriptions
 from digestd.config.load import load_config
 from digestd.core.tokens import make_token
 from digestd.web.unsubscribe import make_server

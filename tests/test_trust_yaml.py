@@ -524,7 +524,9 @@ H=$1; OUT=$2; PY=$3
 mount -t tmpfs -o size=64k digestd-test "$H" || exit 97
 printf 'keywords: [A]\\nsubscribers: []\\n' > "$H/subscribers.yaml"
 printf 'old readme\\n' > "$H/README.md"
+mkdir "$H/state"
 head -c 1000000 /dev/zero > "$H/filler" 2>/dev/null
+DIGESTD_ARXIV_API_URL=http://127.0.0.1:9/ "$PY" -m digestd --home "$H" run >"$OUT/run.out" 2>"$OUT/run.err"; echo $? > "$OUT/run.rc"
 "$PY" -m digestd --home "$H" subscribers add bob@example.org >"$OUT/add.out" 2>"$OUT/add.err"; echo $? > "$OUT/add.rc"
 "$PY" -c 'import sys; from pathlib import Path; from digestd.render.readme import write_readme
 try: write_readme(Path(sys.argv[1]) / "README.md", "new readme " * 1000)
@@ -560,7 +562,10 @@ def test_a_full_disk_for_real(tmp_path: Path) -> None:
                                             "writable and run again\n")
     assert (out / "subscribers.yaml").read_text() == "keywords: [A]\nsubscribers: []\n"
     assert (out / "README.md").read_text() == "old readme\n"
-    assert (out / "ls").read_text().split() == [".", "..", "README.md", "subscribers.yaml"]
+    assert (out / "run.rc").read_text() == "1\n"  # the first write of a run is the lock's pid
+    assert (out / "run.err").read_text() == (f"digestd: cannot write {home / 'state' / 'run.lock'}: No space left "
+                                             "on device; free space and run again\n")
+    assert (out / "ls").read_text().split() == [".", "..", "README.md", "state", "subscribers.yaml"]
 
 
 FSIZE_CHILD = """\

@@ -19,11 +19,15 @@ from fakearxiv import FakeArxiv
 from faultkit import run_cli
 from fixtures import make_paper, make_papers
 
-from digestd.config.load import SmtpSettings, load_config, looks_like_email
+from digestd.config.load import load_config
+from digestd.config.settings import SmtpSettings
+from digestd.config.values import looks_like_email
 from digestd.errors import ConfigError, StateError
-from digestd.mail.transport import SmtpTransport, make_transport
+from digestd.mail.smtp import SmtpTransport
+from digestd.mail.transport import make_transport
 from digestd.pipeline import RunOptions
-from digestd.store.state import Outbox, PaperStore
+from digestd.store.outbox import Outbox
+from digestd.store.papers import PaperStore
 
 KW = "Video Anomaly Detection"
 PAPER = {
@@ -54,6 +58,8 @@ WRONG_PAPERS = {
     "doc_id_not_a_number": {"papers": {"one": {"keyword": KW, "seq": 1, "paper": PAPER}}},
     "meta_doc_a_list": {"meta": {"1": [1]}},
     "meta_seq_text": {"meta": {"1": {"seq": "many"}}},
+    "meta_twice": {"meta": {"1": {"seq": 1}, "2": {"seq": 2}}},
+    "meta_under_another_id": {"meta": {"2": {"seq": 1}}},
     "fetches_without_keyword": {"fetches": {"1": {"ok": True}}},
     "seen_without_map": {"seen": {"1": {"ids": {}}}},
     "unknown_table_of_numbers": {"other": {"1": 5}},
@@ -93,7 +99,8 @@ def test_the_shape_check_accepts_what_digestd_writes(tmp_path: Path) -> None:
     path = tmp_path / "papers.json"
     path.write_text(json.dumps({
         "papers": {"1": {"keyword": KW, "seq": 1, "paper": PAPER}},
-        "meta": {"1": {"seq": 1, "last_run": {"date": "2026-11-20"}}},
+        "meta": {"1": {"seq": 1, "last_run": {"time": "2026-11-20T21:00:05Z", "date": "2026-11-20", "outcome": "ok",
+                                              "sent": 1, "keywords": {KW: {"fetched": 5, "new": 1}}}}},
         "fetches": {"1": {"keyword": KW, "ok": True}},
         "seen": {"1": {"map": {KW: {"2611.00009": "2026-11-19"}}}},
     }))

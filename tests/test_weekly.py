@@ -13,7 +13,7 @@ from conftest import Inbox, at, free_port, run_once, smtp_env, write_instance
 from fakearxiv import FakeArxiv, Fault
 from fixtures import FixturePaper, make_paper
 
-from digestd.config import edit as subscriptions
+from digestd.config import subscribers as subscriptions
 from digestd.config.load import load_config
 from digestd.core.models import Frequency, Subscriber
 from digestd.core.plan import is_due, last_weekly_day

@@ -13,7 +13,7 @@ import typer
 from digestd import __version__
 from digestd.cli import keywords_cmd, run_cmd, serve_cmd, subscribers_cmd, systemd_cmd, view_cmd
 from digestd.cli.context import CliContext
-from digestd.config.load import resolve_home
+from digestd.config.settings import resolve_home
 from digestd.errors import DigestdError, ExitCode
 
 app = typer.Typer(

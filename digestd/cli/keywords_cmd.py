@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from digestd.cli.context import cli_context
-from digestd.config import edit as subscriptions
+from digestd.config import subscribers as subscriptions
 from digestd.config.load import load_config
 
 

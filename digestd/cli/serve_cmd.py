@@ -9,7 +9,8 @@ import typer
 
 from digestd.cli.context import cli_context
 from digestd.config.load import load_config
-from digestd.web.unsubscribe import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, make_server
+from digestd.web.server import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT
+from digestd.web.unsubscribe import make_server
 
 log = logging.getLogger("digestd")
 

@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 
 from digestd.cli.context import cli_context
-from digestd.config import edit as subscriptions
+from digestd.config import csvio
+from digestd.config import subscribers as subscriptions
 from digestd.config.load import load_config
-from digestd.core.models import Frequency
+from digestd.core.models import Frequency, SubscriberStatus
 
 KW = Annotated[
     list[str] | None,
@@ -49,13 +50,13 @@ def register(app: typer.Typer) -> None:
     @subs.command("pause")
     def pause(ctx: typer.Context, email: str) -> None:
         """Stop mailing a subscriber until `resume` (papers meanwhile are skipped)."""
-        _echo(subscriptions.set_status(cli_context(ctx).home, email, "paused"))
+        _echo(subscriptions.set_status(cli_context(ctx).home, email, SubscriberStatus.PAUSED))
 
     @subs.command("resume")
     def resume(ctx: typer.Context, email: str) -> None:
         """Mail a paused subscriber again, from the next run's new papers on."""
         home = cli_context(ctx).home
-        lines = subscriptions.set_status(home, email, "active")
+        lines = subscriptions.set_status(home, email, SubscriberStatus.ACTIVE)
         from digestd.cli.view_cmd import clear_bounce_pause
 
         cleared = clear_bounce_pause(home, email)
@@ -84,25 +85,27 @@ def register(app: typer.Typer) -> None:
         """Print every subscriber as CSV or JSON."""
         if fmt not in ("csv", "json"):
             raise typer.BadParameter("use csv or json", param_hint="--format")
-        typer.echo(subscriptions.export(load_config(cli_context(ctx).home), fmt), nl=False)
+        typer.echo(csvio.export(load_config(cli_context(ctx).home), fmt), nl=False)
 
     @subs.command("list")
     def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """List subscribers."""
         cfg = load_config(cli_context(ctx).home)
-        rows = [
-            {
-                "email": s.email,
-                "name": s.name,
-                "keywords": list(s.keywords) if s.keywords is not None else [k.name for k in cfg.keywords],
-                "status": s.status.value,
-                "frequency": s.frequency.value,
-            }
-            for s in cfg.subscribers
-        ]
+        every = [k.name for k in cfg.keywords]
         if as_json:
+            rows = [
+                {
+                    "email": s.email,
+                    "name": s.name,
+                    "keywords": list(s.keywords) if s.keywords is not None else every,
+                    "status": s.status.value,
+                    "frequency": s.frequency.value,
+                }
+                for s in cfg.subscribers
+            ]
             typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
             return
-        for r in rows:
-            name = f" ({r['name']})" if r["name"] else ""
-            typer.echo(f"{r['email']}{name}  {r['status']}, {r['frequency']}: {', '.join(r['keywords'])}")  # type: ignore[arg-type]
+        for s in cfg.subscribers:
+            name = f" ({s.name})" if s.name else ""
+            keywords = ", ".join(s.keywords if s.keywords is not None else every)
+            typer.echo(f"{s.email}{name}  {s.status.value}, {s.frequency.value}: {keywords}")

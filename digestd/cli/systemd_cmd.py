@@ -7,7 +7,7 @@ import typer
 
 from digestd.cli.context import cli_context
 from digestd.errors import UsageError
-from digestd.ops import systemd
+from digestd.ops import systemd, unit_files
 
 _HELP = (
     "Print (or with --install, write) digestd.service and digestd.timer.\n\n"
@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
                 metavar="SPEC",
                 help="When the timer fires, in systemd.time(7) calendar syntax.",
             ),
-        ] = systemd.DEFAULT_ON_CALENDAR,
+        ] = unit_files.DEFAULT_ON_CALENDAR,
     ) -> None:
         home = cli_context(ctx).home
         if user and system:
@@ -62,21 +62,21 @@ def register(app: typer.Typer) -> None:
         group: str | None = None
         if not user_mode:
             run_as, group = systemd.instance_owner(home)
-        opts = systemd.UnitOptions(
+        opts = unit_files.UnitOptions(
             home=home,
             python=systemd.python_executable(),
             user_mode=user_mode,
             on_calendar=on_calendar,
             run_as=run_as,
             group=group,
-            env_file=systemd.default_env_file(user_mode),
+            env_file=unit_files.default_env_file(user_mode),
         )
-        service = systemd.render_service(opts)
-        timer = systemd.render_timer(opts)
+        service = unit_files.render_service(opts)
+        timer = unit_files.render_timer(opts)
         if not install:
             # Each unit is preceded by a comment naming its file, so the output stays a valid unit.
-            typer.echo(f"# {systemd.SERVICE_NAME}\n{service}", nl=False)
-            typer.echo(f"\n# {systemd.TIMER_NAME}\n{timer}", nl=False)
+            typer.echo(f"# {unit_files.SERVICE_NAME}\n{service}", nl=False)
+            typer.echo(f"\n# {unit_files.TIMER_NAME}\n{timer}", nl=False)
             return
         for message in systemd.install_units(opts, systemd.unit_dir(user_mode), force):
             typer.echo(message)

@@ -8,21 +8,22 @@ import tempfile
 import webbrowser
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from digestd.cli.context import cli_context
-from digestd.config import edit as subscriptions
+from digestd.config.instance import init_instance
 from digestd.config.load import load_config
 from digestd.core.pause import resumed
+from digestd.errors import DigestdError
 from digestd.ops.preview import preview
 from digestd.ops.status import gather
 from digestd.ops.systemd import next_timer_run
 from digestd.pipeline import run_date
 from digestd.store.atomic import write_atomic
 from digestd.store.lock import RunLock
-from digestd.store.state import Outbox
+from digestd.store.outbox import Outbox
 
 
 def clear_bounce_pause(home: Path, email: str) -> list[str]:
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create an instance (subscribers.yaml, templates/, state/); never overwrites a file."""
         home = (directory or cli_context(ctx).home).expanduser().resolve()
-        for line in subscriptions.init_instance(home):
+        for line in init_instance(home):
             typer.echo(line)
         load_config(home)
         typer.echo(f"next: edit {home / 'subscribers.yaml'}, then `digestd --home {home} run`")
@@ -77,9 +78,7 @@ def register(app: typer.Typer) -> None:
         body = html if fmt == "html" else text
         if open_ and output is None:
             suffix = ".html" if fmt == "html" else ".txt"
-            fd, name = tempfile.mkstemp(prefix="digestd-preview-", suffix=suffix)
-            os.close(fd)  # write_atomic below writes it; the browser needs the file to stay
-            output = Path(name)
+            output = _temp_file(suffix)
         if output is None:
             typer.echo(body, nl=False)
             return
@@ -96,46 +95,23 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(cli_context(ctx).home)
         info = gather(cfg, next_timer_run(user=_user_mode()))
         if as_json:
-            typer.echo(json.dumps(info, indent=2, ensure_ascii=False))
+            typer.echo(json.dumps(info.to_json(), indent=2, ensure_ascii=False))
             return
-        for line in render_status(info):
+        for line in info.lines():
             typer.echo(line)
+
+
+def _temp_file(suffix: str) -> Path:
+    """A file for the browser to open, kept after digestd exits (the browser reads it later)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix="digestd-preview-", suffix=suffix)
+    except OSError as err:
+        raise DigestdError(f"cannot create a temporary preview file: {err.strerror or err}; "
+                           "pass --output FILE") from None
+    os.close(fd)  # write_atomic writes it
+    return Path(name)
 
 
 def _user_mode() -> bool:
     return os.geteuid() != 0
 
-
-def render_status(info: dict[str, Any]) -> list[str]:
-    run = info["last_run"]
-    lines = [f"instance: {info['home']}"]
-    if run:
-        lines.append(f"last run: {run['time']} ({run['date']}): {run['outcome']}, sent {run['sent']}, "
-                     f"pending {run['pending']}, failed {run['failed']}")
-        if run.get("fatal"):
-            lines.append(f"  stopped: {run['fatal']}")
-    else:
-        lines.append("last run: never")
-    lines.append(f"next run: {info['next_run'] or 'no digestd.timer installed (see `digestd systemd`)'}")
-    lines.append("keywords:")
-    for k in info["keywords"]:
-        state = "baseline pending" if k["baseline"] else f"{k['stored']} stored"
-        last = (
-            f"last fetch {k['last_success']}: {k['last_fetched']} fetched, {k['last_new']} new"
-            if k["last_success"] else "never fetched"
-        )
-        err = f"; LAST ATTEMPT FAILED: {k['error']}" if k["error"] else ""
-        lines.append(f"  {k['name']}: {state}; {last}{err}")
-    d = info["deliveries"]
-    lines.append(f"subscribers: {info['subscribers']}; deliveries: {d['pending']} pending, "
-                 f"{d['sent']} sent on the last run's day (older ones: state/sent/), "
-                 f"{d['failed']} failed in the last 14 days")
-    if d.get("unknown"):
-        lines.append(f"  {d['unknown']} unknown: the server never answered after the message was sent "
-                     "(resent once by the next run, with the same Message-ID)")
-    for f in info["failed"]:
-        lines.append(f"  {f['status']} {f['date']} {f['email']}: {f['error']}")
-    if info["paused"]:
-        lines.append("paused subscribers:")
-        lines.extend(f"  {p['email']}: {p['reason']}" for p in info["paused"])
-    return lines

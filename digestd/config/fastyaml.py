@@ -5,8 +5,8 @@ this reads the same files about 30 times faster and builds exactly what ruamel's
 builds (tests/test_scale.py fuzzes the two against each other). Anything outside the subset
 (anchors, tags, block scalars, escapes, tabs, duplicate keys, deep nesting, any error) answers
 NOT_SIMPLE, and the caller hands the text to ruamel, whose error messages name the line. So
-anchors, aliases and merge keys only ever reach config.parse_yaml's composer check, which
-refuses them; every rule on the data itself (config._build) is the same for both readers.
+anchors, aliases and merge keys only ever reach yamlread.parse_yaml's composer check, which
+refuses them; every rule on the data itself (digestd.config.load) is the same for both readers.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from ruamel.yaml.resolver import implicit_resolvers
 
 NOT_SIMPLE: Any = object()  # fast_yaml's answer for a text outside its subset
 MAX_DEPTH = 32  # deeper nesting is left to ruamel's path, which refuses it naming the line
+# Where fast_yaml_located found each mapping and sequence: id(container) -> (the container,
+# its keys or its items as (0-based line, column of the key or of the item's dash)).
+Positions = dict[int, tuple[Any, "dict[str, tuple[int, int]] | list[tuple[int, int]]"]]
 
 
 class _NotSimple(Exception):
@@ -156,16 +159,30 @@ def fast_yaml(text: str) -> Any:
     sequences, plain or quoted one-line scalars, one-line flow sequences, comments), exactly
     as ruamel's safe loader builds it; `NOT_SIMPLE` for anything else (anchors, tags, block
     scalars, flow mappings, escapes, multi-line scalars, tabs, duplicate keys, errors...)."""
+    return _read(text, None)
+
+
+def fast_yaml_located(text: str) -> tuple[Any, Positions] | Any:
+    """fast_yaml's data and where each block mapping's keys and each block sequence's items
+    start (lines counted by "\\n" from 0), so an edit can change just those lines; NOT_SIMPLE
+    as fast_yaml. The positions hold the containers, so their ids stay theirs."""
+    where: Positions = {}
+    data = _read(text, where)
+    return NOT_SIMPLE if data is NOT_SIMPLE else (data, where)
+
+
+def _read(text: str, where: Positions | None) -> Any:
+    """fast_yaml, noting positions in `where` unless it is None."""
     if not text or "\t" in text or "\r" in text or text[0] == "\ufeff":
         return NOT_SIMPLE
-    lines: list[tuple[int, str]] = []
-    for raw in text.split("\n"):
+    lines: list[tuple[int, str, int]] = []  # (indent, body, line number)
+    for number, raw in enumerate(text.split("\n")):
         body = raw.lstrip(" ")
         if not body or body[0] == "#":
             continue
         if raw.startswith(("---", "...", "%")):
             return NOT_SIMPLE
-        lines.append((len(raw) - len(body), body.rstrip(" ")))
+        lines.append((len(raw) - len(body), body.rstrip(" "), number))
     if not lines:
         return NOT_SIMPLE
     pos = 0
@@ -180,6 +197,7 @@ def fast_yaml(text: str) -> Any:
         if depth > MAX_DEPTH:  # the loaders recurse per level: ruamel's path refuses it by line
             raise _NotSimple
         out: dict[str, Any] = {}
+        keys: dict[str, tuple[int, int]] = {}
         while pos < count and lines[pos][0] == indent:
             body = lines[pos][1]
             m = _KEY.match(body)
@@ -187,14 +205,17 @@ def fast_yaml(text: str) -> Any:
                 if body.startswith("- ") and out:
                     break  # a sequence at this indent belongs to the key before
                 raise _NotSimple
+            keys[m[1]] = (lines[pos][2], indent)
             pos += 1
             out[m[1]] = value(m[2], indent, depth + 1)
+        if where is not None:
+            where[id(out)] = (out, keys)
         return out
 
     def value(rest: str | None, indent: int, depth: int) -> Any:
         if rest is None or rest.startswith("#"):
             if pos < count:
-                nxt, body = lines[pos]
+                nxt, body, _ = lines[pos]
                 if nxt > indent:
                     return node(nxt, depth)
                 if nxt == indent and body.startswith("- "):
@@ -209,22 +230,26 @@ def fast_yaml(text: str) -> Any:
         if depth > MAX_DEPTH:
             raise _NotSimple
         out: list[Any] = []
+        items: list[tuple[int, int]] = []
         while pos < count and lines[pos][0] == indent and lines[pos][1].startswith("- "):
             item = lines[pos][1][2:]
             stripped = item.lstrip(" ")
             inner = indent + 2 + len(item) - len(stripped)
             if not stripped or stripped[0] == "#" or stripped.startswith(("- ", "? ")):
                 raise _NotSimple
+            items.append((lines[pos][2], indent))
             if _KEY.match(stripped) or stripped.startswith(("-", "?")):
                 if not _KEY.match(stripped):
                     raise _NotSimple
-                lines[pos] = (inner, stripped)  # "- key: value" opens a mapping at that column
+                lines[pos] = (inner, stripped, lines[pos][2])  # "- key: value" opens a mapping there
                 out.append(mapping(inner, depth + 1))
             else:
                 if depth >= MAX_DEPTH and stripped.startswith("["):
                     raise _NotSimple
                 pos += 1
                 out.append(_inline(stripped))
+        if where is not None:
+            where[id(out)] = (out, items)
         return out
 
     try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digestd.core.models import Keyword, Paper
+from digestd.errors import DigestdError, ExitCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,8 +19,10 @@ class KeywordDiff:
     baseline: bool
 
 
-class SuspiciousResponse(Exception):
+class SuspiciousResponse(DigestdError):
     """The fetch looks wrong (e.g. years-old papers as "new"); keep the state as it was."""
+
+    exit_code = ExitCode.TEMPFAIL  # the keyword is fetched again by the next run
 
 
 def _ts(stamp: str) -> datetime:

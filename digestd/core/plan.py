@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
-from digestd.config.load import WEEKDAYS
+from digestd.config.settings import WEEKDAYS
 from digestd.core.models import Frequency, Keyword, Paper, Subscriber, SubscriberStatus
-from digestd.core.records import Cursor, Delivery
+from digestd.core.records import Cursor, Delivery, Follows, Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,41 +49,61 @@ def is_due(sub: Subscriber, cursor: Cursor, today: date, weekly_day: str) -> boo
 
 
 def already_mailed(pid: str, keyword: str, cursor: Cursor, history: Mapping[str, Mapping[str, int]]) -> bool:
-    """True when `pid` reached this subscriber under another keyword: it had a seq there in
-    (the run they started following it, the run they are queued through]."""
+    """True when `pid` reached this subscriber under another keyword: it had a seq there
+    inside one of their spans of following that keyword, up to their cursor."""
     seqs = history.get(pid)
-    if not seqs or len(seqs) < 2:
+    if not seqs or len(seqs) < 2 or cursor.follows is None:
         return False
     through = cursor.queued_through
     for kw, s in seqs.items():
-        start = cursor.follows.get(kw) if cursor.follows is not None else None
-        if kw != keyword and start is not None and start < s <= through:
-            return True
+        if kw == keyword or s > through:
+            continue
+        for start, end in cursor.follows.get(kw, ()):
+            if start < s and (end is None or s <= end):
+                return True
     return False
 
 
 class _Follows:
-    """When each followed keyword started: a new subscriber at `start_seq`, a keyword followed
-    from now on at their cursor; dropped ones are forgotten. A record written before `follows`
-    existed is taken to have followed its keywords all along. Equal maps are one shared
-    object (interned), which is what keeps 100,000 cursors small."""
+    """Each subscriber's spans of following each keyword. A new subscriber starts at
+    `start_seq`; a keyword followed from now on opens a span at their cursor; a keyword no
+    longer followed (dropped by them, or from the configuration) closes its span there and is
+    kept while papers of that span may still come back under another keyword (seq above
+    `floor`). A record written before spans existed is taken to have followed its keywords all
+    along. Equal maps are one shared object (interned), which keeps 100,000 cursors small."""
 
-    def __init__(self, start_seq: int) -> None:
+    def __init__(self, start_seq: int, floor: int) -> None:
         self.start_seq = start_seq
-        self.interned: dict[tuple[tuple[str, int], ...], Mapping[str, int]] = {}
+        self.floor = floor  # the lowest seq any remembered paper still has
+        self.interned: dict[str, Follows] = {}
 
-    def __call__(self, old: Cursor | None, kws: Sequence[str]) -> Mapping[str, int]:
-        if old is not None and old.follows is not None and len(old.follows) == len(kws) \
-                and all(kw in old.follows for kw in kws):
-            return old.follows  # unchanged, and already shared by every cursor that has it
+    def __call__(self, old: Cursor | None, kws: Sequence[str]) -> Follows:
         if old is None:
-            fresh = dict.fromkeys(kws, self.start_seq)
+            fresh: dict[str, tuple[Span, ...]] = dict.fromkeys(kws, ((self.start_seq, None),))
         elif old.follows is None:
-            fresh = dict.fromkeys(kws, 0)
+            fresh = dict.fromkeys(kws, ((0, None),))
         else:
-            fresh = {kw: old.follows.get(kw, old.queued_through) for kw in kws}
-        key = tuple(sorted(fresh.items()))
+            if len(old.follows) == len(kws) and all(
+                old.follows.get(kw, ((0, 0),))[-1][1] is None for kw in kws
+            ):
+                return old.follows  # unchanged, and already shared by every cursor that has it
+            fresh = self._moved(old.follows, old.queued_through, set(kws))
+        key = repr(sorted(fresh.items()))
         return self.interned.setdefault(key, fresh)
+
+    def _moved(self, was: Follows, through: int, kws: set[str]) -> dict[str, tuple[Span, ...]]:
+        out: dict[str, tuple[Span, ...]] = {}
+        for kw, spans in was.items():
+            kept = [(a, b) for a, b in spans if b is None or b > self.floor]
+            if kept and kept[-1][1] is None and kw not in kws:
+                kept[-1] = (kept[-1][0], through)  # no longer followed: the span ends here
+            elif kw in kws and (not kept or kept[-1][1] is not None):
+                kept.append((through, None))  # followed again: a new span
+            if kept:
+                out[kw] = tuple(kept)
+        for kw in kws - out.keys():
+            out[kw] = ((through, None),)
+        return out
 
 
 def plan(
@@ -122,7 +142,8 @@ def plan(
     # Per (keyword, cursor), not per subscriber: subscribers share a handful of cursors, so
     # the papers above a cursor are found once per keyword and each digest is dict lookups.
     per_kw: dict[tuple[str, int], list[str]] = {}
-    follows = _Follows(start_seq)
+    floor = min((s for seqs in history.values() for s in seqs.values()), default=seq)
+    follows = _Follows(start_seq, floor)
     for sub in subscribers:
         key = sub.email.lower()
         old = cursors.get(key)

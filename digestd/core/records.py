@@ -1,19 +1,21 @@
-"""Typed records of the ledger, and their field-by-field check at the storage edge.
+"""Typed records of the state files (papers, the delivery ledger, cursors, fetch status, the
+last run), and their field-by-field check at the storage edge.
 
 state/*.json is outside data: an operator may edit it, a disk may flip it, an older digestd
 may have written it. Every record read from it passes through `*_from_doc` here, which
-returns a frozen value or raises `BadRecord` naming the table, the record and the field, so
-a wrong-typed value is a named, moved-aside file, never an "internal error" later in the run.
+returns a frozen value or raises `fields.BadRecord` naming the field (the store adds the table and
+the record), so a wrong-typed value is a named, moved-aside file, never an "internal error"
+later in the run. `BadRecord` is the only exception that leaves this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from digestd.core import fields
 from digestd.core.models import Paper
 
 
@@ -24,89 +26,25 @@ class DeliveryStatus(StrEnum):
     UNKNOWN = "unknown"  # the final "." went out but no reply came: resent at most once later
 
 
-class BadRecord(Exception):
-    """A record in a state file has a missing field or a value of the wrong type."""
-
-    def __init__(self, table: str, key: str, why: str) -> None:
-        super().__init__(f"{table} record {key!r}: {why}")
-        self.table, self.key, self.why = table, key, why
-
-
-def _get(doc: Mapping[str, Any], name: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
-    if name not in doc or doc[name] is None:
-        if optional:
-            return None
-        raise ValueError(f"no field {name!r}")
-    value = doc[name]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"field {name!r} is {type(value).__name__}, not {_kind_name(kind)}")
-    if isinstance(value, str) and not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"field {name!r} holds a lone surrogate, not text") from None
-    return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
-
-
-def _day(doc: Mapping[str, Any], name: str, *, optional: bool = False) -> str | None:
-    value = _get(doc, name, str, optional=optional)
-    if value is not None:
-        try:
-            date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"field {name!r} is not a date (YYYY-MM-DD): {value[:40]!r}") from None
-    return value  # type: ignore[no-any-return]
-
-
-def _stamp(doc: Mapping[str, Any], name: str, *, optional: bool = False) -> str | None:
-    value = _get(doc, name, str, optional=optional)
-    if value is not None:
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"field {name!r} is not a time (ISO 8601): {value[:40]!r}") from None
-    return value  # type: ignore[no-any-return]
-
-
-def _str_list(doc: Mapping[str, Any], name: str) -> tuple[str, ...]:
-    value = _get(doc, name, list)
-    if not all(isinstance(v, str) for v in value):
-        raise ValueError(f"field {name!r} holds something other than text")
-    return tuple(value)
-
-
-def _nonneg(doc: Mapping[str, Any], name: str, *, default: int | None = None) -> int:
-    if default is not None and doc.get(name) is None:
-        return default
-    value: int = _get(doc, name, int)
-    if value < 0:
-        raise ValueError(f"field {name!r} is negative")
-    return value
-
-
-def paper_from_doc(doc: Mapping[str, Any]) -> Paper:
+def paper_from_doc(doc: Any) -> Paper:
     """A stored paper, every field checked (the README and digests print them all)."""
-    version = _nonneg(doc, "version")
+    doc = fields.as_object(doc)
+    version = fields.nonneg(doc, "version")
     if version < 1:
-        raise ValueError("field 'version' is below 1")
+        raise fields.BadRecord("field 'version' is below 1")
     return Paper(
-        id=_get(doc, "id", str),
+        id=fields.get(doc, "id", str),
         version=version,
-        title=_get(doc, "title", str),
-        link=_get(doc, "link", str),
-        pdf=_get(doc, "pdf", str, optional=True),
-        updated=_stamp(doc, "updated") or "",
-        published=_stamp(doc, "published") or "",
-        authors=_str_list(doc, "authors") if "authors" in doc else (),
-        summary=_get(doc, "summary", str, optional=True) or "",
-        comment=_get(doc, "comment", str, optional=True),
-        categories=_str_list(doc, "categories") if "categories" in doc else (),
-        primary_category=_get(doc, "primary_category", str, optional=True) or "",
+        title=fields.get(doc, "title", str),
+        link=fields.get(doc, "link", str),
+        pdf=fields.get(doc, "pdf", str, optional=True),
+        updated=fields.stamp(doc, "updated") or "",
+        published=fields.stamp(doc, "published") or "",
+        authors=fields.str_list(doc, "authors") if "authors" in doc else (),
+        summary=fields.get(doc, "summary", str, optional=True) or "",
+        comment=fields.get(doc, "comment", str, optional=True),
+        categories=fields.str_list(doc, "categories") if "categories" in doc else (),
+        primary_category=fields.get(doc, "primary_category", str, optional=True) or "",
     )
 
 
@@ -117,11 +55,12 @@ class StoredPaper:
     paper: Paper
 
 
-def stored_paper_from_doc(doc: Mapping[str, Any]) -> StoredPaper:
+def stored_paper_from_doc(doc: Any) -> StoredPaper:
+    doc = fields.as_object(doc)
     return StoredPaper(
-        keyword=_get(doc, "keyword", str),
-        seq=_nonneg(doc, "seq"),
-        paper=paper_from_doc(_get(doc, "paper", dict)),
+        keyword=fields.get(doc, "keyword", str),
+        seq=fields.nonneg(doc, "seq"),
+        paper=paper_from_doc(fields.get(doc, "paper", dict)),
     )
 
 
@@ -161,33 +100,34 @@ class Delivery:
         return doc
 
 
-def delivery_from_doc(key: int, doc: Mapping[str, Any]) -> Delivery:
-    papers = _get(doc, "papers", dict)
+def delivery_from_doc(key: int, doc: Any) -> Delivery:
+    doc = fields.as_object(doc)
+    papers = fields.get(doc, "papers", dict)
     checked: dict[str, tuple[str, ...]] = {}
     for kw, ids in papers.items():
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise ValueError(f"papers of {kw!r} are not a list of ids")
+            raise fields.BadRecord(f"papers of {kw!r} are not a list of ids")
         checked[kw] = tuple(ids)
-    day = _day(doc, "date") or ""
-    status = _get(doc, "status", str)
+    day = fields.day(doc, "date") or ""
+    status = fields.get(doc, "status", str)
     try:
         st = DeliveryStatus(status)
     except ValueError:
         known = ", ".join(s.value for s in DeliveryStatus)
-        raise ValueError(f"field 'status' is {status[:20]!r}, not one of {known}") from None
+        raise fields.BadRecord(f"field 'status' is {status[:20]!r}, not one of {known}") from None
     return Delivery(
         key=key,
-        email=_get(doc, "email", str),
-        name=_get(doc, "name", str, optional=True),
-        run=_nonneg(doc, "run", default=0),
+        email=fields.get(doc, "email", str),
+        name=fields.get(doc, "name", str, optional=True),
+        run=fields.nonneg(doc, "run", default=0),
         date=day,
-        created=_stamp(doc, "created", optional=True) or f"{day}T00:00:00Z",
+        created=fields.stamp(doc, "created", optional=True) or f"{day}T00:00:00Z",
         papers=checked,
-        message_id=_get(doc, "message_id", str),
+        message_id=fields.get(doc, "message_id", str),
         status=st,
-        error=_get(doc, "error", str, optional=True),
-        sent_at=_get(doc, "sent_at", str, optional=True),
-        resends=_nonneg(doc, "resends", default=0),
+        error=fields.get(doc, "error", str, optional=True),
+        sent_at=fields.get(doc, "sent_at", str, optional=True),
+        resends=fields.nonneg(doc, "resends", default=0),
     )
 
 
@@ -195,9 +135,10 @@ def delivery_from_doc(key: int, doc: Mapping[str, Any]) -> Delivery:
 class Cursor:
     """Where a subscriber stands: what was queued for them, and their pause/failure streak.
 
-    `follows` maps each keyword they follow to the run seq at which they started following
-    it: papers of that keyword with a seq in (follows[kw], queued_through] were mailed to
-    them, which is how a paper that reappears under another keyword is known as mailed.
+    `follows` maps each keyword they follow, or followed, to its spans: (start, end) run
+    seqs, end None while they still follow it. Papers of that keyword with a seq in
+    (start, min(end, queued_through)] were mailed to them, which is how a paper that
+    reappears under another keyword is known as mailed, even after they switched keywords.
     """
 
     queued_through: int = 0
@@ -205,7 +146,7 @@ class Cursor:
     last_queued: str | None = None  # the date of their last digest
     fail_streak: int = 0  # permanent failures in a row
     paused: str | None = None  # why digestd paused them (None: not paused by digestd)
-    follows: Mapping[str, int] | None = None  # None: written before digestd kept it
+    follows: Follows | None = None  # None: written before digestd kept it
 
     def to_doc(self, follows_ref: str | None = None) -> dict[str, Any]:
         """`follows_ref` names the shared follows map (see `Outbox.save_cursors`)."""
@@ -221,36 +162,65 @@ class Cursor:
         if follows_ref is not None:
             doc["follows"] = follows_ref
         elif self.follows is not None:
-            doc["follows"] = dict(self.follows)
+            doc["follows"] = follows_to_value(self.follows)
         return doc
 
 
-def follows_from_value(value: Any) -> dict[str, int]:
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in value.items()
-    ):
-        raise ValueError("a follows map is not a map of keyword to run number")
-    return value
+Span = tuple[int, int | None]  # (started after run seq, ended at run seq or None: still followed)
+Follows = Mapping[str, tuple[Span, ...]]
 
 
-def cursor_from_doc(doc: Mapping[str, Any], shared: Mapping[str, Mapping[str, int]] | None = None) -> Cursor:
+def follows_to_value(follows: Follows) -> dict[str, list[list[int | None]]]:
+    return {kw: [[a, b] for a, b in spans] for kw, spans in sorted(follows.items())}
+
+
+def _run(value: Any, *, open_end: bool = False) -> int | None:
+    if value is None and open_end:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise fields.BadRecord("a follows map is not a map of keyword to run spans")
+
+
+def follows_from_value(value: Any) -> dict[str, tuple[Span, ...]]:
+    """`{kw: [[start, end|null], ...]}`; `{kw: start}` as an earlier digestd wrote it."""
+    if not isinstance(value, dict):
+        raise fields.BadRecord("a follows map is not a map of keyword to run spans")
+    out: dict[str, tuple[Span, ...]] = {}
+    for kw, spans in value.items():
+        if not isinstance(kw, str):
+            raise fields.BadRecord("a follows map is not a map of keyword to run spans")
+        if not isinstance(spans, list):
+            out[kw] = ((_run(spans) or 0, None),)
+            continue
+        checked: list[Span] = []
+        for span in spans:
+            if not isinstance(span, list) or len(span) != 2:
+                raise fields.BadRecord("a follows map is not a map of keyword to run spans")
+            checked.append((_run(span[0]) or 0, _run(span[1], open_end=True)))
+        out[kw] = tuple(checked)
+    return out
+
+
+def cursor_from_doc(doc: Any, shared: Mapping[str, Follows] | None = None) -> Cursor:
     """`shared`: the follows maps cursors name by reference (one object per distinct map)."""
+    doc = fields.as_object(doc)
     ref = doc.get("follows")
-    follows: Mapping[str, int] | None = None
+    follows: Follows | None = None
     if isinstance(ref, str):
         if shared is None or ref not in shared:
-            raise ValueError(f"field 'follows' names {ref[:20]!r}, which the file does not hold")
+            raise fields.BadRecord(f"field 'follows' names {ref[:20]!r}, which the file does not hold")
         follows = shared[ref]
     elif ref is not None:
         follows = follows_from_value(ref)
     paused = doc.get("paused")
     if paused is not None and not isinstance(paused, str | bool):
-        raise ValueError(f"field 'paused' is {type(paused).__name__}, not text")
+        raise fields.BadRecord(f"field 'paused' is {type(paused).__name__}, not text")
     return Cursor(
-        queued_through=_nonneg(doc, "queued_through", default=0),
-        since=_day(doc, "since", optional=True),
-        last_queued=_day(doc, "last_queued", optional=True),
-        fail_streak=_nonneg(doc, "fail_streak", default=0),
+        queued_through=fields.nonneg(doc, "queued_through", default=0),
+        since=fields.day(doc, "since", optional=True),
+        last_queued=fields.day(doc, "last_queued", optional=True),
+        fail_streak=fields.nonneg(doc, "fail_streak", default=0),
         paused=(paused if isinstance(paused, str) else "paused") if paused else None,
         follows=follows,
     )
@@ -266,17 +236,128 @@ class Dropped:
 
 def dropped_from_value(value: Any) -> Dropped:
     """Accept `"YYYY-MM-DD"` (written before seqs were kept) and `["YYYY-MM-DD", seq]`."""
-    if isinstance(value, str):
-        date.fromisoformat(value)
+    if isinstance(value, str) and fields.is_day(value):
         return Dropped(value, 0)
     if (
         isinstance(value, list)
         and len(value) == 2
         and isinstance(value[0], str)
+        and fields.is_day(value[0])
         and isinstance(value[1], int)
         and not isinstance(value[1], bool)
         and value[1] >= 0
     ):
-        date.fromisoformat(value[0])
         return Dropped(value[0], value[1])
-    raise ValueError("not a date or a [date, seq] pair")
+    raise fields.BadRecord("not a date or a [date, seq] pair")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchStatus:
+    """What the last attempt to fetch a keyword did, and its last success (`digestd status`)."""
+
+    keyword: str
+    last_attempt: str | None = None
+    last_success: str | None = None  # None: never fetched
+    fetched: int | None = None  # of the last success
+    new: int | None = None
+    error: str | None = None  # why the last attempt failed; None: it succeeded
+
+    def after(self, previous: FetchStatus | None) -> FetchStatus:
+        """What to keep on record: a failed attempt keeps the last success's counts."""
+        if not self.error or previous is None:
+            return self
+        return replace(previous, last_attempt=self.last_attempt, error=self.error)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "keyword": self.keyword,
+            "last_attempt": self.last_attempt,
+            "last_success": self.last_success,
+            "fetched": self.fetched,
+            "new": self.new,
+            "error": self.error,
+        }
+
+
+def fetch_status_from_doc(doc: Any) -> FetchStatus:
+    """Fields other than `keyword` may be missing: a first attempt that failed writes only those."""
+    doc = fields.as_object(doc)
+    return FetchStatus(
+        keyword=fields.get(doc, "keyword", str),
+        last_attempt=fields.stamp(doc, "last_attempt", optional=True),
+        last_success=fields.stamp(doc, "last_success", optional=True),
+        fetched=fields.count(doc, "fetched"),
+        new=fields.count(doc, "new"),
+        error=fields.get(doc, "error", str, optional=True),
+    )
+
+
+class RunOutcome(StrEnum):
+    OK = "ok"
+    PARTIAL = "partial"  # something failed for now; the next run retries it
+    FAILED = "failed"  # the run stopped (`fatal` says why)
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordRun:
+    """One keyword in a run summary."""
+
+    fetched: int = 0
+    new: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What the last run did, kept for `digestd status` (and its --json, which prints `to_doc`)."""
+
+    time: str
+    date: str
+    outcome: RunOutcome
+    sent: int = 0
+    pending: int = 0
+    failed: int = 0
+    keywords: Mapping[str, KeywordRun] = field(default_factory=dict)
+    fatal: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "date": self.date,
+            "outcome": self.outcome.value,
+            "sent": self.sent,
+            "pending": self.pending,
+            "failed": self.failed,
+            "keywords": {
+                kw: {"fetched": k.fetched, "new": k.new, "error": k.error} for kw, k in self.keywords.items()
+            },
+            "fatal": self.fatal,
+        }
+
+
+def run_summary_from_doc(doc: Any) -> RunSummary:
+    doc = fields.as_object(doc)
+    outcome = fields.get(doc, "outcome", str)
+    try:
+        checked = RunOutcome(outcome)
+    except ValueError:
+        known = ", ".join(RunOutcome)
+        raise fields.BadRecord(f"field 'outcome' is {outcome[:20]!r}, not one of {known}") from None
+    keywords: dict[str, KeywordRun] = {}
+    for kw, k in (fields.get(doc, "keywords", dict, optional=True) or {}).items():
+        try:
+            k = fields.as_object(k)
+            fetched, new = fields.nonneg(k, "fetched", default=0), fields.nonneg(k, "new", default=0)
+            keywords[kw] = KeywordRun(fetched, new, fields.get(k, "error", str, optional=True))
+        except fields.BadRecord as err:
+            raise fields.BadRecord(f"field 'keywords', keyword {kw[:40]!r}: {err.why}") from None
+    return RunSummary(
+        time=fields.stamp(doc, "time") or "",
+        date=fields.day(doc, "date") or "",
+        outcome=checked,
+        sent=fields.nonneg(doc, "sent", default=0),
+        pending=fields.nonneg(doc, "pending", default=0),
+        failed=fields.nonneg(doc, "failed", default=0),
+        keywords=keywords,
+        fatal=fields.get(doc, "fatal", str, optional=True),
+    )

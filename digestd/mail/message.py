@@ -1,354 +1,38 @@
 """Build a digest's RFC 5322 bytes directly: the stdlib EmailMessage costs ~1.5 ms a message.
 
 multipart/alternative, text/plain (quoted-printable) first and text/html (base64) last, CRLF
-line ends, no control character in any header. Headers follow RFC 5322 and RFC 2047: a
-non-ASCII display name, subject or list name becomes encoded words (at most 75 characters
-each, never splitting a character) with the address or list-id outside them, and every
-header is folded at 78 columns where it has a place to fold (a line over 998 is a
-MessageError). An address with a non-ASCII local part makes an RFC 6532 message (the address
-raw in UTF-8) whose Envelope says `utf8=True`: the transport needs SMTPUTF8 (RFC 6531) for
-it. A non-ASCII domain alone is written in its IDNA (xn--) form and needs nothing.
-tests/test_message.py and tests/test_trust_headers.py parse the result with the stdlib
-parser to prove it is well-formed.
+line ends only; the header lines come from digestd/mail/headers.py. The Envelope says
+`utf8=True` when an address has a non-ASCII local part: the transport needs SMTPUTF8 (RFC
+6531) for it. tests/test_message.py and tests/test_trust_headers.py parse the result with the
+stdlib parser to prove it is well-formed.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import functools
 import hashlib
 import re
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import format_datetime, parseaddr
-from urllib.parse import quote, urlsplit, urlunsplit
 
-import idna
+from digestd.errors import MessageError
+from digestd.mail.headers import (
+    date_header,
+    fold_words,
+    from_header,
+    legacy_list_id,
+    list_id_header,
+    msgid_header,
+    sender_domain,
+    subject_header,
+    to_header,
+    unsubscribe_header,
+)
 
-
-class MessageError(ValueError):
-    """A value that cannot be written into a message (an address that is not one, a header
-    line over 998 characters). Only this is raised by build_message for bad input, so the
-    caller can fail that one delivery and go on."""
-
-
-# Control characters (C0, DEL, C1) never reach a header; lone surrogates become U+FFFD.
-_CONTROLS = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], " ")
-_SURROGATES_RE = re.compile("[\ud800-\udfff]")
-
-
-def _clean(value: str) -> str:
-    """One line of text: no header injection, no control characters, single spaces."""
-    if value.isprintable() and "  " not in value and value[:1] != " " and value[-1:] != " ":
-        return value  # the common case, all in C: nothing to clean
-    if not value.isascii():
-        value = _SURROGATES_RE.sub("\ufffd", value)
-    return " ".join(value.translate(_CONTROLS).split())
-
-
-_WIDTH = 78  # RFC 5322 2.1.1: lines SHOULD be at most 78 characters
-_MAX_LINE = 998  # ... and MUST be at most 998
-_EW_MAX = 75  # RFC 2047 2: an encoded word is at most 75 characters
-_EW_MIN_ROOM = 24  # room for "=?utf-8?q?" "?=" and one 4-byte character in Q
-
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_ATOM_RE = re.compile(_ATEXT + "+")
-_PLAIN_ADDR_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
-# RFC 6532 3.2: atext also takes every non-ASCII character (controls are gone by _clean).
-_UATEXT = r"(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]|[^\x00-\x7f])"
-_LOCAL_RE = re.compile(rf'{_UATEXT}+(?:\.{_UATEXT}+)*|"(?:[^"\\]|\\.)*"')
-_DOMAIN_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*|\[[!-Z^-~]*\]")
-_MSGID_RE = re.compile(r"<[!-;=?-~]+@[!-;=?-~]+>")  # printable ASCII but < and >
 _BCHARS_RE = re.compile(r"[^0-9A-Za-z_-]")
-
-# RFC 2047 5(3): the characters a Q-encoded word may carry as themselves anywhere, phrases too.
-_Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
-_Q = [chr(b) if b in _Q_SAFE else "_" if b == 0x20 else f"={b:02X}" for b in range(256)]
-
-
-@dataclass(frozen=True, slots=True)
-class _Encoded:
-    """Text the header writes as RFC 2047 encoded words (split to fit its lines)."""
-
-    text: str
-
-
-_Item = str | _Encoded
-
-
-def _encoded_words(text: str, room: int) -> list[str]:
-    """`text` as UTF-8 encoded words, the first at most `room` characters long and the rest
-    at most 75; Q when it is shorter (mostly ASCII), else B. Words end on character bounds."""
-    raw = text.encode("utf-8")
-    q_len = sum(len(_Q[b]) for b in raw)
-    words: list[str] = []
-    if q_len <= -(-len(raw) // 3) * 4:
-        cur: list[str] = []
-        used = 0
-        for ch in text:
-            piece = "".join([_Q[b] for b in ch.encode("utf-8")])
-            if cur and used + len(piece) > room - 12:
-                words.append("=?utf-8?q?" + "".join(cur) + "?=")
-                cur, used, room = [], 0, _EW_MAX
-            cur.append(piece)
-            used += len(piece)
-        words.append("=?utf-8?q?" + "".join(cur) + "?=")
-        return words
-    chunk = bytearray()
-    for ch in text:
-        b = ch.encode("utf-8")
-        if chunk and len(chunk) + len(b) > (room - 12) // 4 * 3:
-            words.append("=?utf-8?b?" + base64.b64encode(chunk).decode("ascii") + "?=")
-            chunk, room = bytearray(), _EW_MAX
-        chunk += b
-    words.append("=?utf-8?b?" + base64.b64encode(chunk).decode("ascii") + "?=")
-    return words
-
-
-def _fold_words(field: str, words: list[str]) -> str:
-    """_fold for plain words, with a fast path for the usual header that fits one line."""
-    line = f"{field}: {' '.join(words)}"
-    return line if len(line) <= _WIDTH else _fold(field, words)
-
-
-def _fold(field: str, items: Sequence[_Item]) -> str:
-    """`Field: item item ...`, a CRLF put before the space ahead of any item that would pass
-    column 78 (unfolding gives back the same single space). Encoded text is cut into words
-    that fit the lines; a line still over 998 characters is a MessageError."""
-    lines: list[str] = []
-    line = field + ":"
-    bare = True  # nothing after "Field:" yet: never fold there
-    for item in items:
-        if isinstance(item, str):
-            if not bare and len(line) + 1 + len(item) > _WIDTH:
-                lines.append(line)
-                line = " " + item
-            else:
-                line += " " + item
-            bare = False
-            continue
-        room = min(_EW_MAX, _WIDTH - len(line) - 1)
-        words = _encoded_words(item.text, room) if room >= _EW_MIN_ROOM else []
-        if not words or (len(words) > 1 and not bare):
-            whole = _encoded_words(item.text, _EW_MAX)
-            if not words or len(whole) == 1:  # on a line of its own: fewer words to join
-                lines.append(line)
-                line, words = "", whole
-        for i, word in enumerate(words):
-            if i:
-                lines.append(line)
-                line = ""
-            line += " " + word
-        bare = False
-    lines.append(line)
-    for text in lines:
-        if len(text) > _MAX_LINE:
-            raise MessageError(f"the {field} header has a part too long for a line ({len(text)} characters)")
-    return "\r\n".join(lines)
-
-
-def _room(field: str) -> int:
-    """What fits after `Field: ` on a header's first line."""
-    return _WIDTH - len(field) - 2
-
-
-def _phrase(field: str, name: str) -> list[str] | tuple[_Encoded]:
-    """A display name (RFC 5322 phrase): atoms as they are, other ASCII quoted (a list of
-    words), anything with non-ASCII, "=?" or a word too long for its line as encoded words."""
-    words = name.split(" ")
-    if (
-        name.isascii()
-        and "=?" not in name
-        and len(words[0]) <= _room(field) - 2  # room for quotes
-        and max(len(w) for w in words) <= _WIDTH - 3
-    ):
-        if all(_ATOM_RE.fullmatch(w) for w in words):
-            return words
-        quoted = name.replace("\\", "\\\\").replace('"', '\\"').split(" ")
-        quoted[0] = '"' + quoted[0]
-        quoted[-1] += '"'
-        return quoted
-    return (_Encoded(name),)
-
-
-def _unstructured(field: str, text: str) -> list[_Item]:
-    """Free text (Subject): ASCII words as they are, each run of other words (non-ASCII, one
-    holding "=?" that a reader would decode, one too long for its line) as encoded words."""
-    items: list[_Item] = []
-    run: list[str] = []
-    limit = _room(field)  # the first word's line starts with "Field: "
-    for word in text.split(" ") if text else ():
-        if word.isascii() and "=?" not in word and len(word) <= limit:
-            if run:
-                items.append(_Encoded(" ".join(run)))
-                run = []
-            items.append(word)
-        else:
-            run.append(word)
-        limit = _WIDTH - 1
-    if run:
-        items.append(_Encoded(" ".join(run)))
-    return items
-
-
-def _not_an_address(addr: str, why: str) -> MessageError:
-    return MessageError(f"{addr!r} cannot be written into a message: {why}")
-
-
-def _ascii_domain(domain: str) -> str:
-    """The IDNA (xn--) form of a domain, UTS 46 mapped as email-validator does."""
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except UnicodeError as err:  # idna.IDNAError is a UnicodeError
-        raise MessageError(f"the domain {domain!r} has no IDNA (ASCII) form: {err}") from None
-
-
-@functools.lru_cache(maxsize=1024)
-def _slow_address(addr: str) -> tuple[str, bool]:
-    clean = _clean(addr)
-    local, at, domain = clean.rpartition("@")
-    if not at or not local or not domain:
-        raise _not_an_address(addr, "it has no local part@domain")
-    if not _LOCAL_RE.fullmatch(local):
-        raise _not_an_address(addr, "its local part is not a dot-atom or a quoted string")
-    if not domain.isascii():
-        domain = _ascii_domain(domain)
-    if not _DOMAIN_RE.fullmatch(domain):
-        raise _not_an_address(addr, "its domain is not a domain name")
-    return f"{local}@{domain}", not local.isascii()
-
-
-def wire_address(addr: str) -> tuple[str, bool]:
-    """`addr` as headers and the SMTP envelope carry it, and whether that needs SMTPUTF8: a
-    non-ASCII domain becomes its IDNA form; only a non-ASCII local part needs UTF-8."""
-    if not isinstance(addr, str):
-        raise MessageError(f"{addr!r} is not an e-mail address")
-    if _PLAIN_ADDR_RE.fullmatch(addr):
-        return addr, False
-    return _slow_address(addr)
-
-
-def _mailbox(field: str, name: str | None, addr: str) -> str:
-    """`Field: phrase <addr>` or `Field: addr`, folded."""
-    name = _clean(name) if name else ""
-    if not name:
-        return _fold_words(field, [addr])
-    phrase = _phrase(field, name)
-    if isinstance(phrase, list):  # atoms or a quoted string: plain words
-        return _fold_words(field, [*phrase, f"<{addr}>"])
-    return _fold(field, [*phrase, f"<{addr}>"])
-
-
-@functools.lru_cache(maxsize=64)
-def sender_address(sender: str) -> str:
-    """The bare address of a `Name <addr>` sender (parsed once: parseaddr is slow)."""
-    return parseaddr(sender)[1]
-
-
-@functools.lru_cache(maxsize=64)
-def sender_domain(sender: str) -> str:
-    """The sender's domain in ASCII (IDNA), for Message-IDs and the List-Id."""
-    domain = sender_address(sender).rpartition("@")[2]
-    if domain.isascii():
-        return domain or "localhost"
-    try:
-        return _ascii_domain(domain)
-    except MessageError:
-        return "localhost"
-
-
-@functools.lru_cache(maxsize=64)
-def _from_header(sender: str) -> tuple[str, str, bool]:
-    """The From header, the envelope sender and whether it needs SMTPUTF8 (cached per sender)."""
-    name, addr = parseaddr(sender)
-    if not addr:
-        raise MessageError(f"the sender {sender!r} has no e-mail address")
-    wire, utf8 = wire_address(addr)
-    return _mailbox("From", name, wire), wire, utf8
-
-
-def _to_header(name: str | None, email: str) -> tuple[str, str, bool]:
-    if name is not None and not isinstance(name, str):
-        raise MessageError(f"the name of {email!r} is not text")
-    wire, utf8 = wire_address(email)
-    if not name and len(wire) < _WIDTH - 4:
-        return "To: " + wire, wire, utf8
-    return _mailbox("To", name, wire), wire, utf8
-
-
-@functools.lru_cache(maxsize=256)
-def _subject_header(subject: str) -> str:
-    return _fold("Subject", _unstructured("Subject", _clean(subject)))
-
-
-@functools.lru_cache(maxsize=64)
-def list_id_header(list_name: str, domain: str) -> str:
-    """The List-Id header line(s) (RFC 2919): `List-Id: <phrase> <daily-papers.domain>`,
-    the name encoded as a display name is, the list-id in ASCII outside it."""
-    label = "daily-papers." + (domain if domain.isascii() else _ascii_domain(domain))
-    name = _clean(list_name)
-    return _fold("List-Id", [*(_phrase("List-Id", name) if name else []), f"<{_clean(label)}>"])
-
-
-@functools.lru_cache(maxsize=64)
-def _legacy_list_id(list_id: str) -> str:
-    """The List-Id from the old `list_id="Name <daily-papers.domain>"` argument."""
-    name, lt, rest = _clean(list_id).rpartition("<")
-    if not lt or not rest.endswith(">"):
-        return _fold("List-Id", _unstructured("List-Id", _clean(list_id)))
-    label = rest[:-1]
-    if not label.isascii():
-        label = _ascii_domain(label)
-    name = name.strip()
-    return _fold("List-Id", [*(_phrase("List-Id", name) if name else []), f"<{label}>"])
-
-
-@functools.lru_cache(maxsize=64)
-def _date_header(when: datetime) -> str:
-    return "Date: " + format_datetime(when)
-
-
-def _msgid_header(msg_id: str) -> str:
-    """`Message-ID: <left@right>`, ASCII: a non-ASCII right side gets its IDNA form."""
-    if isinstance(msg_id, str) and _MSGID_RE.fullmatch(msg_id) and msg_id.isascii():
-        return "Message-ID: " + msg_id
-    clean = _clean(msg_id) if isinstance(msg_id, str) else ""
-    left, at, right = clean.strip("<>").rpartition("@")
-    fixed = f"<{left}@{right if right.isascii() else _ascii_domain(right)}>" if at else ""
-    if not (_MSGID_RE.fullmatch(fixed) and fixed.isascii()):
-        raise MessageError(f"{msg_id!r} is not a Message-ID (<left@right> in printable ASCII)")
-    return "Message-ID: " + fixed
-
-
-_URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F)) + " "
-
-
-def _ascii_url(url: str) -> str:
-    """A URL in ASCII: an internationalised host in IDNA, any other character percent-encoded."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unclosed "[": no host to convert
-        return quote(url, safe=_URL_SAFE)
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    host, colon, port = hostport.partition(":")
-    if not host.isascii():
-        with contextlib.suppress(UnicodeError):  # else percent-encoded below (RFC 3986 reg-name)
-            host = idna.encode(host, uts46=True).decode("ascii")
-        url = urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}{colon}{port}"))
-    return quote(url, safe=_URL_SAFE)
-
-
-def _unsubscribe_header(value: str) -> str:
-    """List-Unsubscribe (RFC 2369): ASCII, folded only between its <URL>s."""
-    value = _clean(value)
-    if not value.isascii():
-        value = re.sub(r"<([^<>]*)>", lambda m: f"<{_ascii_url(m.group(1))}>", value)
-        value = quote(value, safe=_URL_SAFE)
-    return _fold_words("List-Unsubscribe", value.split(" ")) if value else "List-Unsubscribe:"
 
 
 def message_id(sender: str, email: str, run_seq: int, date: str) -> str:
@@ -452,37 +136,47 @@ def build_message(
     sender's domain (`list_id`, the old finished value, is still taken). Bad input raises
     MessageError and nothing else."""
     if not (
-        isinstance(sender, str) and isinstance(to_email, str) and isinstance(subject, str)
-        and isinstance(msg_id, str) and isinstance(unsubscribe_url, str) and isinstance(text, str)
-        and isinstance(html, str) and isinstance(to_name or "", str)
+        isinstance(sender, str)
+        and isinstance(to_email, str)
+        and isinstance(subject, str)
+        and isinstance(msg_id, str)
+        and isinstance(unsubscribe_url, str)
+        and isinstance(text, str)
+        and isinstance(html, str)
+        and isinstance(to_name or "", str)
     ):
         _check_text(  # raises
-            sender=sender, recipient=to_email, subject=subject, Message_ID=msg_id,
-            List_Unsubscribe=unsubscribe_url, text_part=text, HTML_part=html,
+            sender=sender,
+            recipient=to_email,
+            subject=subject,
+            Message_ID=msg_id,
+            List_Unsubscribe=unsubscribe_url,
+            text_part=text,
+            HTML_part=html,
             name=to_name or "",
         )
     if not isinstance(list_name if list_name is not None else list_id or "", str):
         raise MessageError("the list name of a message must be text")
     if not isinstance(when, datetime):
         raise MessageError("the date of a message must be a datetime")
-    from_line, env_sender, from_utf8 = _from_header(sender)
-    to_line, env_recipient, to_utf8 = _to_header(to_name, to_email)
+    from_line, env_sender, from_utf8 = from_header(sender)
+    to_line, env_recipient, to_utf8 = to_header(to_name, to_email)
     if list_name is not None:
         list_line = list_id_header(list_name, sender_domain(sender))
     elif list_id is not None:
-        list_line = _legacy_list_id(list_id)
+        list_line = legacy_list_id(list_id)
     else:
         raise TypeError("build_message needs list_name")
     boundary = _boundary(msg_id)
     headers = [
         from_line,
         to_line,
-        _subject_header(subject),
-        _date_header(when),
-        _msgid_header(msg_id),
+        subject_header(subject),
+        date_header(when),
+        msgid_header(msg_id),
         "MIME-Version: 1.0",
         list_line,
-        _unsubscribe_header(unsubscribe_url),
+        unsubscribe_header(unsubscribe_url),
     ]
     if one_click:
         headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
@@ -490,7 +184,7 @@ def build_message(
         "Auto-Submitted: auto-generated",
         "Precedence: bulk",
         "X-Auto-Response-Suppress: All",
-        _fold_words("Content-Type", ["multipart/alternative;", f'boundary="{boundary}"']),
+        fold_words("Content-Type", ["multipart/alternative;", f'boundary="{boundary}"']),
     ]
     head = ("\r\n".join(headers) + "\r\n\r\n").encode("utf-8")
     b = boundary.encode("ascii")

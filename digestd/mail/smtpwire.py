@@ -17,7 +17,7 @@ from __future__ import annotations
 import aiosmtplib
 from aiosmtplib.protocol import SMTPProtocol
 
-from digestd.errors import DigestdError
+from digestd.errors import DigestdError, ExitCode
 
 SUPPORTED = ((3, 0), (6, 0))  # [low, high): keep in step with pyproject.toml
 
@@ -26,8 +26,15 @@ class SmtpWireError(DigestdError):
     """aiosmtplib changed in a way the fast DATA path cannot follow: pin or update digestd."""
 
 
-class FinalReplyLost(Exception):
-    """The message and its final "." went out, but no reply came: it may have been delivered."""
+class FinalReplyLost(DigestdError):
+    """The message and its final "." went out, but no reply came: it may have been delivered.
+    digestd/mail/smtp.py marks it unknown; a later run resends it at most once."""
+
+    exit_code = ExitCode.TEMPFAIL
+
+    def __init__(self, why: str, *, timed_out: bool) -> None:
+        super().__init__(why)
+        self.timed_out = timed_out  # no reply within the time (not a dropped connection)
 
 
 def check_version(version: str = aiosmtplib.__version__) -> None:
@@ -77,6 +84,7 @@ async def data(client: aiosmtplib.SMTP, wire: bytes, *, timeout: float, final_ti
             response = await proto.read_response(timeout=final_timeout)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as err:
             client.close()
-            raise FinalReplyLost(str(err) or type(err).__name__) from None
+            timed_out = isinstance(err, aiosmtplib.SMTPTimeoutError)
+            raise FinalReplyLost(str(err) or type(err).__name__, timed_out=timed_out) from None
     if response.code != aiosmtplib.SMTPStatus.completed:
         raise aiosmtplib.SMTPDataError(response.code, response.message)

@@ -1,34 +1,22 @@
-"""Deliver prepared messages: SMTP over a few reused connections, or a local Maildir.
+"""What every transport shares: the jobs it is given, the outcome it reports for each, and
+the result it returns, so the pipeline never asks a transport how it went.
 
-Each outcome is reported the moment it is known, and the sender waits until the ledger has
-made an acceptance durable before the next message goes out on that connection: a kill
-repeats at most one digest per connection. Errors are sorted the way a mail admin would
-sort them: 4xx and dropped connections are retried (then left pending), 5xx for a
-recipient fails that one delivery, no reply after the final "." is "unknown" (never resent
-within the run), authentication or TLS trouble stops all sending at once. Anything else
-that goes wrong with one message fails that one delivery, never the run.
+Each outcome is reported the moment it is known, and a transport waits until the report of
+an acceptance returns (the ledger made it durable) before the next message goes out on that
+connection: a kill repeats at most one digest per connection. The transports themselves are
+in digestd/mail/smtp.py and digestd/mail/maildir.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import mailbox
-import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import aiosmtplib
-
-from digestd.config.load import SmtpSettings
+from digestd.config.settings import SmtpSettings
 from digestd.core.records import DeliveryStatus
-from digestd.mail import smtpwire
 from digestd.mail.message import Envelope
-
-log = logging.getLogger(__name__)
 
 SENT, FAILED, PENDING, UNKNOWN = (
     DeliveryStatus.SENT,
@@ -48,6 +36,8 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """How one delivery ended, with the reason a person reads in `status`."""
+
     status: DeliveryStatus
     detail: str = ""
 
@@ -65,329 +55,12 @@ class TransportResult:
     unreachable: str | None = None
 
 
-class FatalSmtpError(Exception):
-    """Authentication or TLS failed: nothing more can be sent this run."""
-
-
-class UnreachableSmtpError(Exception):
-    """The server could not be reached at all; everything stays pending."""
-
-
-class NoSmtpUtf8(Exception):
-    """The address needs SMTPUTF8 and the server does not offer it."""
-
-
 class Transport(Protocol):
+    """Where digests go: `deliver` reports every job's outcome, then says how it ended."""
+
     def describe(self) -> str: ...
 
     async def deliver(self, jobs: AsyncIterator[Job], report: Report) -> TransportResult: ...
-
-
-def needs_utf8(env: Envelope) -> bool:
-    """An address with a non-ASCII local part (an IDN domain alone goes as xn--)."""
-    return env.utf8 or not (env.sender.isascii() and env.recipient.isascii())
-
-
-class MaildirTransport:
-    """The embedded default: each digest becomes a file in state/maildir/new."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def describe(self) -> str:
-        return f"the Maildir at {self.path}"
-
-    async def deliver(self, jobs: AsyncIterator[Job], report: Report) -> TransportResult:
-        try:
-            box = mailbox.Maildir(str(self.path), create=True)
-        except OSError as err:
-            return TransportResult(unreachable=f"cannot open the Maildir {self.path}: {err.strerror or err}")
-        async for job in jobs:
-            try:
-                box.add(job.envelope.data)
-            except OSError as err:  # disk full, permissions: that digest stays pending
-                await report(job, Outcome(PENDING, f"cannot write to {self.path}: {err.strerror or err}"))
-                continue
-            await report(job, Outcome(SENT, "stored in Maildir"))
-        return TransportResult()
-
-
-class RateLimiter:
-    """At most `rate` messages a second across all connections (a relay's quota)."""
-
-    def __init__(self, rate: float | None) -> None:
-        self.interval = 1.0 / rate if rate else 0.0
-        self.next = 0.0
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        now = time.monotonic()
-        slot = max(now, self.next)
-        self.next = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
-class SmtpTransport:
-    """aiosmtplib, `connections` workers each reusing one connection."""
-
-    def __init__(
-        self,
-        settings: SmtpSettings,
-        *,
-        connections: int = 4,
-        max_rate: float | None = None,
-        retries: int = 3,
-        backoff: float = 2.0,
-        ca_file: str | None = None,
-    ) -> None:
-        self.s = settings
-        self.connections = max(1, connections)
-        self.limiter = RateLimiter(max_rate)
-        self.retries = retries
-        self.backoff = backoff
-        self.ca_file = ca_file
-        self.fatal: str | None = None
-        self.unreachable: str | None = None
-
-    def describe(self) -> str:
-        return f"SMTP server {self.s.host}:{self.s.port} ({self.s.security})"
-
-    def _tls_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.ca_file)
-        ctx.check_hostname = True
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
-
-    async def _connect(self) -> aiosmtplib.SMTP:
-        s = self.s
-        client = aiosmtplib.SMTP(
-            hostname=s.host,
-            port=s.port,
-            timeout=s.timeout,
-            use_tls=s.security == "tls",
-            start_tls=s.security == "starttls",
-            validate_certs=True,
-            tls_context=self._tls_context() if s.security != "none" else None,
-        )
-        where = f"{s.host}:{s.port}"
-        try:
-            await client.connect()
-        except aiosmtplib.SMTPConnectTimeoutError:
-            raise UnreachableSmtpError(f"SMTP server {where} did not answer in time") from None
-        except aiosmtplib.SMTPConnectResponseError as err:
-            raise UnreachableSmtpError(
-                f"SMTP server {where} refused the connection: {err.code} {err.message}"
-            ) from None
-        except aiosmtplib.SMTPConnectError as err:
-            if isinstance(err.__cause__, ssl.SSLError):
-                raise FatalSmtpError(f"TLS with SMTP server {where} failed: {err.__cause__.reason}") from None
-            raise UnreachableSmtpError(f"cannot reach SMTP server {where}: {_short(err)}") from None
-        except ssl.SSLError as err:
-            raise FatalSmtpError(f"TLS with SMTP server {where} failed: {err.reason or err}") from None
-        except aiosmtplib.SMTPResponseException as err:
-            if s.security == "starttls":
-                raise FatalSmtpError(
-                    f"SMTP server {where} cannot do STARTTLS ({err.code} {err.message}); refusing to "
-                    "send without TLS (set DIGESTD_SMTP_SECURITY=none only for a local relay)"
-                ) from None
-            raise UnreachableSmtpError(f"SMTP server {where} answered {err.code} {err.message}") from None
-        except aiosmtplib.SMTPException as err:
-            raise FatalSmtpError(f"SMTP server {where}: {_short(err)}") from None
-        except OSError as err:
-            raise UnreachableSmtpError(f"cannot reach SMTP server {where}: {err.strerror or err}") from None
-        if s.username and s.password:
-            try:
-                await client.login(s.username, s.password)
-            except aiosmtplib.SMTPAuthenticationError as err:
-                client.close()
-                if 400 <= err.code < 500:  # 454 "temporary authentication failure": retry later
-                    raise UnreachableSmtpError(
-                        f"SMTP server {where} could not log in {s.username} for now: {err.code} {err.message}"
-                    ) from None
-                raise FatalSmtpError(
-                    f"SMTP server {where} rejected the login for {s.username}: {err.code} {err.message}"
-                ) from None
-            except aiosmtplib.SMTPException as err:
-                client.close()
-                raise FatalSmtpError(f"SMTP login at {where} failed: {_short(err)}") from None
-        return client
-
-    async def deliver(self, jobs: AsyncIterator[Job], report: Report) -> TransportResult:
-        smtpwire.check_version()
-        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.connections * 4)
-        stop = asyncio.Event()
-
-        async def produce() -> None:
-            async for job in jobs:
-                if stop.is_set():
-                    await report(job, Outcome(PENDING, self.fatal or self.unreachable or "not sent"))
-                    continue
-                await queue.put(job)
-            for _ in range(self.connections):
-                await queue.put(None)
-
-        async def work() -> None:
-            client: aiosmtplib.SMTP | None = None
-            try:
-                while (job := await queue.get()) is not None:
-                    if stop.is_set():
-                        await report(job, Outcome(PENDING, self.fatal or self.unreachable or "not sent"))
-                        continue
-                    try:
-                        client, outcome = await self._send_one(client, job, stop)
-                    except smtpwire.SmtpWireError as err:
-                        self.fatal = str(err)
-                        stop.set()
-                        client, outcome = _drop(client), Outcome(PENDING, str(err))
-                    except Exception as err:  # one message's trouble fails that message only
-                        log.warning("delivery to %r failed: %s", job.envelope.recipient, _short(err))
-                        client, outcome = _drop(client), Outcome(FAILED, f"could not be sent: {_short(err)}")
-                    await report(job, outcome)
-            finally:
-                if client is not None and client.is_connected:
-                    try:
-                        await asyncio.wait_for(client.quit(), 5)
-                    except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                        client.close()
-
-        await asyncio.gather(produce(), *(work() for _ in range(self.connections)))
-        return TransportResult(self.fatal, self.unreachable)
-
-    async def _send_one(
-        self, client: aiosmtplib.SMTP | None, job: Job, stop: asyncio.Event
-    ) -> tuple[aiosmtplib.SMTP | None, Outcome]:
-        """Try one message, with retries of what may pass; the connection to keep, and how it
-        ended. Reporting is the caller's, so an acceptance is durable before the next one."""
-        env = job.envelope
-        last = ""
-        for attempt in range(self.retries + 1):
-            if stop.is_set():
-                break
-            if attempt:
-                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                if client is None or not client.is_connected:
-                    client = await self._connect()
-                await self.limiter.wait()
-                await sendmail(client, env, timeout=self.s.timeout, final_timeout=self.s.data_timeout)
-                return client, Outcome(SENT, "")
-            except smtpwire.FinalReplyLost as err:
-                # It may have been delivered: never resent in this run (a later run resends it
-                # at most once, with the same Message-ID).
-                return None, Outcome(UNKNOWN, f"no reply after the message was sent: {err}")
-            except NoSmtpUtf8 as err:
-                return await _reset(client), Outcome(FAILED, str(err))
-            except FatalSmtpError as err:
-                self.fatal = str(err)
-                stop.set()
-                last = str(err)
-                break
-            except UnreachableSmtpError as err:
-                last = str(err)
-                if attempt == self.retries:
-                    self.unreachable = last
-                    stop.set()
-                continue
-            except aiosmtplib.SMTPRecipientsRefused as err:
-                resp = err.recipients[0]
-                last = f"{resp.code} {resp.message}"
-                if 500 <= resp.code < 600:
-                    return await _reset(client), Outcome(FAILED, last)
-                client = await _reset(client)
-            except aiosmtplib.SMTPAuthenticationError as err:
-                where = f"{self.s.host}:{self.s.port}"
-                self.fatal = f"SMTP server {where} rejected authentication: {err.code} {err.message}"
-                stop.set()
-                last = self.fatal
-                break
-            except aiosmtplib.SMTPResponseException as err:
-                last = f"{err.code} {err.message}"
-                if isinstance(err, aiosmtplib.SMTPSenderRefused) and 500 <= err.code < 600:
-                    # Our From address is refused: every digest alike. A setting to fix, not a
-                    # permanent failure of each subscriber (that would drop every digest).
-                    where = f"{self.s.host}:{self.s.port}"
-                    self.fatal = f"SMTP server {where} refused the sender {env.sender}: {last}"
-                    stop.set()
-                    last = self.fatal
-                    break
-                if err.code == 421 or not 500 <= err.code < 600:
-                    client = _drop(client) if err.code == 421 else await _reset(client)
-                    continue
-                return await _reset(client), Outcome(FAILED, last)
-            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as err:
-                last = f"connection lost: {_short(err)}"
-                client = _drop(client)
-            except aiosmtplib.SMTPException as err:
-                last = _short(err)
-                client = _drop(client)
-            log.info("delivery to %r: %s (attempt %d)", env.recipient, last, attempt + 1)
-        return client, Outcome(PENDING, last)
-
-
-async def sendmail(client: aiosmtplib.SMTP, env: Envelope, *, timeout: float, final_timeout: float) -> None:
-    """MAIL, RCPT and DATA for prepared CRLF bytes, with aiosmtplib's errors.
-
-    A non-ASCII address goes with SMTPUTF8 when the server offers it (RFC 6531); otherwise
-    that delivery fails for good with a reason that says so (NoSmtpUtf8)."""
-    data = env.data
-    if not (env.crlf or _crlf_only(data)):
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-    options: list[str] = []
-    encoding = "ascii"
-    if needs_utf8(env):
-        if client.is_ehlo_or_helo_needed:
-            await client.ehlo()
-        if not client.supports_extension("smtputf8"):
-            raise NoSmtpUtf8(
-                f"the address {env.recipient!r} needs SMTPUTF8, which the SMTP server does not offer"
-            )
-        options.append("SMTPUTF8")
-        encoding = "utf-8"
-    if not client.is_ehlo_or_helo_needed and client.supports_extension("size"):
-        options.append(f"SIZE={len(data)}")
-    try:
-        await client.mail(env.sender, options=options, encoding=encoding)
-        try:
-            await client.rcpt(env.recipient, encoding=encoding)
-        except aiosmtplib.SMTPRecipientRefused as err:
-            raise aiosmtplib.SMTPRecipientsRefused([err]) from None
-        stuffed = data.replace(b"\r\n.", b"\r\n..")  # the same object when no line starts with "."
-        wire = b"." + stuffed if stuffed.startswith(b".") else stuffed
-        await smtpwire.data(client, wire, timeout=timeout, final_timeout=final_timeout)
-    except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
-        await _reset(client)  # as sendmail does: leave no half-made envelope behind
-        raise
-
-
-def _crlf_only(data: bytes) -> bool:
-    crlf = data.count(b"\r\n")
-    return data.endswith(b"\r\n") and data.count(b"\n") == crlf and data.count(b"\r") == crlf
-
-
-def _drop(client: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP | None:
-    """Close a connection whose state is unknown; the next message opens a fresh one."""
-    if client is not None:
-        client.close()
-    return None
-
-
-async def _reset(client: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP | None:
-    """After a refused transaction, RSET so the connection can be reused; drop it if that fails."""
-    if client is None:
-        return None
-    try:
-        await client.rset()
-        return client
-    except (aiosmtplib.SMTPException, OSError):
-        client.close()
-        return None
-
-
-def _short(err: BaseException) -> str:
-    text = str(err) or type(err).__name__
-    return text.splitlines()[0][:200]
 
 
 def make_transport(
@@ -398,9 +71,15 @@ def make_transport(
     max_rate: float | None,
 ) -> Transport:
     """SMTP when DIGESTD_SMTP_HOST is set, else the Maildir in state/ (the embedded default).
-    Retries, backoff and CA file come from `smtp` (validated by config.py)."""
+    Retries, backoff and CA file come from `smtp` (validated by config).
+
+    The transports are imported here, not at the top: they import this module's types."""
     if smtp is None:
+        from digestd.mail.maildir import MaildirTransport
+
         return MaildirTransport(maildir)
+    from digestd.mail.smtp import SmtpTransport
+
     return SmtpTransport(
         smtp,
         connections=connections,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from digestd.config.load import Config
+from digestd.config.settings import Config
 from digestd.core.diff import latest
 from digestd.core.models import Paper
 from digestd.core.plan import followed
 from digestd.errors import UsageError
 from digestd.render.digest import DigestRenderer, group_for_subscriber
-from digestd.store.state import Outbox, PaperStore
+from digestd.render.templates import template_errors
+from digestd.store.outbox import Outbox
+from digestd.store.papers import PaperStore
 
 LATEST_PER_KEYWORD = 5
 
@@ -48,14 +50,15 @@ def preview(cfg: Config, email: str, today: str) -> tuple[str, str, str]:
         additions = {kw: latest(held.get(kw, []), LATEST_PER_KEYWORD) for kw in kws}
         source = f"the latest {LATEST_PER_KEYWORD} papers per keyword (nothing new is waiting)"
     sections = group_for_subscriber(kws + [k for k in additions if k not in kws], additions)
-    renderer = DigestRenderer(
-        cfg.paths.templates,
-        date=today,
-        list_name=cfg.settings.list_name,
-        sender=cfg.sender,
-        full_abstracts=cfg.settings.full_abstracts,
-        public_url=cfg.settings.public_url,
-        secret=cfg.secret,
-    )
-    text, html = renderer.render(sub.email, sections)
+    with template_errors(cfg.paths.templates):
+        renderer = DigestRenderer(
+            cfg.paths.templates,
+            date=today,
+            list_name=cfg.settings.list_name,
+            sender=cfg.sender,
+            full_abstracts=cfg.settings.full_abstracts,
+            public_url=cfg.settings.public_url,
+            secret=cfg.secret,
+        )
+        text, html = renderer.render(sub.email, sections)
     return text, html, source

@@ -17,16 +17,21 @@ from urllib.parse import quote
 import css_inline
 from markupsafe import Markup, escape
 
-from digestd.core.links import code_link, safe_paper
+from digestd.core.links import safe_paper
 from digestd.core.models import Paper
 from digestd.core.tokens import make_token
-from digestd.render.templates import TEXT_WIDTH, URL_RE, html_env, read_asset, text_env, wrap
+from digestd.render.paper_text import (
+    highlight,
+    highlighter,
+    linkify,
+    md_text,
+    shorten,
+    shorten_authors,
+    text_references,
+)
+from digestd.render.templates import html_env, read_asset, template_errors, text_env, wrap
 
-MAX_AUTHORS = 5  # more than this: the first SHOWN_AUTHORS and "et al."
-SHOWN_AUTHORS = 3
-ABSTRACT_CHARS = 320
 SLOT_NAMES = ("count_text", "keywords_text", "headline", "body", "email", "unsubscribe_url", "also")
-_STOPWORDS = frozenset({"a", "an", "and", "for", "in", "of", "on", "or", "the", "to", "with", "via", "by"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,90 +69,6 @@ def group_for_subscriber(
 
 def count_papers(sections: Sections) -> int:
     return sum(len(entries) for _, entries in sections)
-
-
-def shorten_authors(authors: Sequence[str], limit: int = MAX_AUTHORS) -> str:
-    """All names up to `limit`; a longer list as its first few and "et al."."""
-    if len(authors) <= limit:
-        return ", ".join(authors)
-    return ", ".join(authors[: min(SHOWN_AUTHORS, limit)]) + " et al."
-
-
-def shorten(text: str, limit: int = ABSTRACT_CHARS) -> tuple[str, bool]:
-    """The first few lines of an abstract, cut at a word; True when something was cut."""
-    if len(text) <= limit:
-        return text, False
-    cut = text.rfind(" ", 0, limit)
-    return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:") + "…", True
-
-
-def highlighter(keyword: str) -> re.Pattern[str] | None:
-    """Matches runs of the keyword's words (not its stopwords), whole words, any case."""
-    words = [w for w in re.findall(r"[\w-]+", keyword) if w.lower() not in _STOPWORDS and len(w) > 1]
-    if not words:
-        return None
-    alts = "|".join(sorted((re.escape(w) for w in set(words)), key=len, reverse=True))
-    word = rf"(?<![\w-])(?:{alts})(?![\w-])"
-    return re.compile(rf"{word}(?:\s+{word})*", re.IGNORECASE)
-
-
-def highlight(text: str, pattern: re.Pattern[str] | None) -> Markup:
-    """Escape each piece, then mark the keyword's words: arXiv text never becomes markup."""
-    if pattern is None:
-        return escape(text)
-    out: list[str] = []
-    pos = 0
-    for m in pattern.finditer(text):
-        out.append(str(escape(text[pos : m.start()])))
-        out.append(f'<span class="hl">{escape(m.group(0))}</span>')
-        pos = m.end()
-    out.append(str(escape(text[pos:])))
-    return Markup("".join(out))  # noqa: S704 - every piece of text was escaped above
-
-
-def _link_label(url: str, limit: int = 48) -> str:
-    """What a link in running text shows: the URL without its scheme, long ones cut with "…"."""
-    label = re.sub(r"^https?://(www\.)?", "", url)
-    return label if len(label) <= limit else label[: limit - 1] + "…"
-
-
-def linkify(text: str) -> Markup:
-    """Escape `text`; a URL in it becomes a link only on an allow-listed host, normalised
-    (links.code_link); any other URL, `javascript:` and the like stay escaped text."""
-    out: list[str] = []
-    pos = 0
-    for m in URL_RE.finditer(text):
-        url = code_link(m.group(0))
-        if url is None:
-            continue
-        out.append(f'{escape(text[pos : m.start()])}<a href="{escape(url)}">{escape(_link_label(url))}</a>')
-        pos = m.end()
-    out.append(str(escape(text[pos:])))
-    return Markup("".join(out))  # noqa: S704 - every piece of text was escaped above
-
-
-def text_references(text: str, label: str, refs: list[tuple[str, str]]) -> str:
-    """For the text part: an allow-listed URL (links.code_link) too long for a line becomes a
-    Markdown reference `[label-N]`, its normalised definition appended to `refs` (definitions
-    may exceed the width). Any other URL stays in the running text, never a link definition."""
-
-    def swap(m: re.Match[str]) -> str:
-        url = code_link(m.group(0))  # only an allow-listed URL becomes a reference (a link)
-        if url is None or len(m.group(0)) <= TEXT_WIDTH - 2:
-            return m.group(0)
-        refs.append((f"{label}-{len(refs) + 1}", url))
-        return f"[{refs[-1][0]}]"
-
-    return URL_RE.sub(swap, text)
-
-
-_TAG_RE = re.compile(r"<(/?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?|!--.*?--)>")
-
-
-def md_text(text: str) -> str:
-    """arXiv text for the Markdown part: what looks like an HTML tag gets a backslash (`\\<b>`),
-    so a Markdown viewer shows it as text instead of running it; `a<b` stays as it is."""
-    return _TAG_RE.sub(r"\\<\1>", text)
 
 
 def plural(n: int, word: str) -> str:
@@ -372,10 +293,6 @@ class DigestRenderer:
 def check_templates(templates: Path | None, *, date: str, list_name: str, sender: str) -> None:
     """Render a sample digest once, so a broken template is named before anything is queued
     or sent (and not met half way through the subscribers)."""
-    import jinja2
-
-    from digestd.errors import ConfigError
-
     sample = Paper(
         id="0000.00000",
         version=1,
@@ -390,15 +307,6 @@ def check_templates(templates: Path | None, *, date: str, list_name: str, sender
         categories=("cs.CV",),
         primary_category="cs.CV",
     )
-    try:
+    with template_errors(templates):
         renderer = DigestRenderer(templates, date=date, list_name=list_name, sender=sender)
         renderer.render("check@example.org", [("Sample", [Entry(sample, ("Other",))])])
-    except jinja2.TemplateSyntaxError as err:
-        where = f"{err.filename or err.name}, line {err.lineno}"
-        raise ConfigError(
-            f"template {where}: {err.message}; fix it or delete it to use the default"
-        ) from None
-    except jinja2.TemplateError as err:
-        raise ConfigError(f"a digest template in {templates} fails to render: {err}") from None
-    except css_inline.InlineError as err:
-        raise ConfigError(f"digest.css in {templates} cannot be inlined: {err}") from None

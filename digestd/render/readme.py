@@ -15,6 +15,7 @@ import jinja2
 
 from digestd.core.links import safe_arxiv_link
 from digestd.core.models import Paper
+from digestd.render.templates import template_errors
 from digestd.store.atomic import write_atomic
 
 START = "<!-- digestd:start -->"
@@ -25,7 +26,15 @@ TABLE_HEAD = "| **Title** | **Date** | **Abstract** | **Comment** |\n| --- | ---
 def cell(text: str) -> str:
     """Make arXiv text safe inside one Markdown table cell: no cell break, no HTML tag, and
     no inline link or image (`](` is written `]\\(`), so the text never becomes markup."""
-    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace("](", "]\\(")
+    out = " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace("](", "]\\(")
+    return _even_trailing_backslashes(out)
+
+
+def _even_trailing_backslashes(text: str) -> str:
+    """A text ending in an odd run of backslashes would escape what follows it (a `]` or
+    digestd's own `</p>`): the last one is doubled."""
+    trailing = len(text) - len(text.rstrip("\\"))
+    return text + "\\" if trailing % 2 else text
 
 
 def comment_cell(comment: str | None) -> str:
@@ -38,9 +47,7 @@ def comment_cell(comment: str | None) -> str:
 def link_text(title: str) -> str:
     """A title inside `[...]`: brackets escaped, and a trailing backslash doubled, so the link
     can never end early. (Other backslashes stay: `$\\times$` reads as in the snapshots.)"""
-    text = cell(title).replace("[", "\\[").replace("]", "\\]")
-    trailing = len(text) - len(text.rstrip("\\"))
-    return text + "\\" if trailing % 2 else text
+    return _even_trailing_backslashes(cell(title).replace("[", "\\[").replace("]", "\\]"))
 
 
 def row(paper: Paper) -> str:
@@ -120,7 +127,9 @@ def render_readme(
     if parts is not None:
         before, _, after = parts
         return f"{before}{START}\n{body}{END}{after}"
-    return header_template.render(max_results=max_results) + body
+    with template_errors(Path(header_template.filename).parent if header_template.filename else None):
+        header = header_template.render(max_results=max_results)
+    return header + body
 
 
 def write_readme(path: Path, text: str) -> bool:
@@ -128,7 +137,7 @@ def write_readme(path: Path, text: str) -> bool:
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
-    except FileNotFoundError:
-        pass
+    except (OSError, UnicodeDecodeError):
+        pass  # missing or unreadable: written anew (a write that fails says why: WriteError)
     write_atomic(path, text)
     return True

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import css_inline
 import jinja2
+
+from digestd.errors import ConfigError, DigestdError
 
 DEFAULTS = Path(__file__).parent.parent / "default_templates"
 TEXT_WIDTH = 78
@@ -77,3 +82,26 @@ def read_asset(instance_templates: Path | None, name: str) -> str:
     if instance_templates is not None and (instance_templates / name).is_file():
         return (instance_templates / name).read_text(encoding="utf-8")
     return (DEFAULTS / name).read_text(encoding="utf-8")
+
+
+@contextmanager
+def template_errors(templates: Path | None) -> Iterator[None]:
+    """A broken or unreadable template or digest.css of the instance becomes one sentence
+    naming it, not a traceback: its owner can fix it or delete it (the defaults then apply)."""
+    try:
+        yield
+    except jinja2.TemplateSyntaxError as err:
+        where = f"{err.filename or err.name}, line {err.lineno}"
+        raise ConfigError(
+            f"template {where}: {err.message}; fix it or delete it to use the default"
+        ) from None
+    except jinja2.TemplateError as err:
+        raise ConfigError(f"a template in {templates} fails to render: {err}") from None
+    except css_inline.InlineError as err:
+        raise ConfigError(f"digest.css in {templates} cannot be inlined: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"a template or digest.css in {templates} is not UTF-8 text "
+                          f"({err.reason} at byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        path = err.filename or templates
+        raise DigestdError(f"cannot read the template {path}: {err.strerror or err}") from None

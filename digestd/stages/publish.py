@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
-from digestd.config.load import Config
+from digestd.config.settings import Config
 from digestd.core.diff import latest
 from digestd.core.models import Paper
+from digestd.errors import DigestdError
 from digestd.render import readme
-from digestd.render.templates import text_env
-from digestd.store.state import Held
+from digestd.render.templates import template_errors, text_env
+from digestd.store.papers import Held
 
 
 def readme_sections(
@@ -19,9 +20,33 @@ def readme_sections(
     return [(k.name, latest(papers.get(k.name, []), cfg.settings.readme_rows)) for k in cfg.keywords]
 
 
+def check(cfg: Config) -> None:
+    """Before anything is fetched or mailed: README.md can be read and its header template
+    compiles, so a run never fails half way through for them (one sentence, exit 1 or 2)."""
+    _existing(cfg)
+    with template_errors(cfg.paths.templates):
+        text_env(cfg.paths.templates).get_template("readme_header.md.j2")
+
+
+def _existing(cfg: Config) -> str | None:
+    path = cfg.paths.readme
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError as err:
+        raise DigestdError(
+            f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8, or move it "
+            "away and let the run write a new one"
+        ) from None
+    except OSError as err:
+        raise DigestdError(f"cannot read {path}: {err.strerror or err}") from None
+
+
 def publish(cfg: Config, papers: Held, today: date, failed: set[str]) -> bool:
-    existing = cfg.paths.readme.read_text(encoding="utf-8") if cfg.paths.readme.exists() else None
-    header = text_env(cfg.paths.templates).get_template("readme_header.md.j2")
+    existing = _existing(cfg)
+    with template_errors(cfg.paths.templates):
+        header = text_env(cfg.paths.templates).get_template("readme_header.md.j2")
     text = readme.render_readme(
         header,
         today.isoformat(),

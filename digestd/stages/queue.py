@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
-from digestd.config.load import Config
+from digestd.config.settings import Config
 from digestd.core.models import RunReport
 from digestd.core.plan import plan
 from digestd.core.records import Delivery, DeliveryStatus
 from digestd.mail.message import message_id
 from digestd.render.digest import plural
-from digestd.store.state import Held, Outbox
+from digestd.store.outbox import Outbox
+from digestd.store.papers import Held
 
 
 def queue(

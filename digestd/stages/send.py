@@ -11,15 +11,16 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 
-from digestd.config.load import Config
+from digestd.config.settings import Config
 from digestd.core.models import Paper, RunReport
 from digestd.core.pause import after_outcome
 from digestd.core.records import Cursor, Delivery, DeliveryStatus
-from digestd.errors import StateError
-from digestd.mail.message import Envelope, build_message
+from digestd.errors import ConfigError, MessageError, StateError
+from digestd.mail.message import Envelope, build_message, message_id
 from digestd.mail.transport import Job, Outcome, Transport
 from digestd.render.digest import DigestRenderer, count_papers, group_for_subscriber, plural
-from digestd.store.state import Held, Outbox
+from digestd.store.outbox import Outbox
+from digestd.store.papers import Held
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,7 @@ class GroupCommit:
             waiters, self.waiters = self.waiters, []
             try:
                 await asyncio.to_thread(self.outbox.append, self.outbox.take())
-            except OSError as err:
-                failure = StateError(
-                    f"cannot record sent digests in {self.outbox.journal}: {err.strerror or err}; "
-                    "sending stopped so that nothing is sent twice (free space and run again)"
-                )
+            except StateError as failure:  # the journal cannot be written: the outbox says so
                 for w in waiters + self.waiters:
                     w.set_exception(failure)
                 self.waiters = []
@@ -166,19 +163,38 @@ class DigestBuilder:
         sections = group_for_subscriber(order, additions)
         if not sections:
             return None
+        text, html = self.renderer(d.date).render(d.email, sections)
+        subject = f"{cfg.settings.list_name} {d.date}: {plural(count_papers(sections), 'new paper')}"
+        return self.message(d, subject, text, html)
+
+    def message(self, d: Delivery, subject: str, text: str, html: str) -> Envelope:
         r = self.renderer(d.date)
-        text, html = r.render(d.email, sections)
-        url = r.unsubscribe_url(d.email)
         return build_message(
-            sender=cfg.sender,
+            sender=self.cfg.sender,
             to_email=d.email,
             to_name=d.name,
-            subject=f"{cfg.settings.list_name} {d.date}: {plural(count_papers(sections), 'new paper')}",
+            subject=subject,
             when=datetime.fromisoformat(d.created.replace("Z", "+00:00")),
             msg_id=d.message_id,
-            list_name=cfg.settings.list_name,
+            list_name=self.cfg.settings.list_name,
             unsubscribe_url=r.list_unsubscribe(d.email),  # one-click https first, then mailto:
-            one_click=url.startswith("http"),
+            one_click=r.unsubscribe_url(d.email).startswith("http"),
             text=text,
             html=html,
         )
+
+
+def check(cfg: Config, today: str) -> None:
+    """Before anything is queued: the instance's own settings (sender, list name, public_url)
+    can be written into a message. If not, every digest would fail alike, which is a setting
+    to fix (exit 2), never each subscriber's permanent failure."""
+    sample = Delivery(0, "check@example.org", None, 0, today, f"{today}T00:00:00Z", {},
+                      message_id("Daily Papers <check@example.org>", "check@example.org", 0, today),
+                      DeliveryStatus.PENDING)
+    try:
+        DigestBuilder(cfg).message(sample, f"{cfg.settings.list_name} {today}: 1 new paper", "x", "<p>x</p>")
+    except MessageError as err:
+        raise ConfigError(
+            f"the settings cannot be written into a digest's headers ({err}): check settings.from, "
+            "settings.list_name and settings.public_url in subscribers.yaml"
+        ) from None

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from digestd.errors import LockedError
+from digestd.errors import LockedError, StateError
 
 
 class RunLock:
@@ -30,8 +30,13 @@ class RunLock:
             finally:
                 os.close(fd)
             raise LockedError(f"another run is in progress (pid {pid})") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as err:  # a full disk shows here first: name the file, not just the errno
+            os.close(fd)
+            why = err.strerror or err
+            raise StateError(f"cannot write {self.path}: {why}; free space and run again") from None
         self.fd = fd
         return self
 

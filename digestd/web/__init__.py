@@ -1,1 +1,1 @@
-"""`digestd serve`: the one-click unsubscribe endpoint."""
+"""`digestd serve`: the web endpoints (one-click unsubscribe so far) on one small, hardened HTTP server."""

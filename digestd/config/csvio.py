@@ -1,0 +1,117 @@
+"""Subscribers as CSV (and JSON) in and out: `digestd subscribers import` reads what `export`
+writes, and every row is checked before anything is imported."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from digestd.config.settings import Config
+from digestd.config.values import check_name, normalize_email, parse_frequency
+from digestd.core.models import Frequency, SubscriberStatus
+from digestd.errors import UsageError
+
+COLUMNS = ("email", "name", "keywords", "frequency", "status")
+
+
+@dataclass(frozen=True, slots=True)
+class CsvRow:
+    """One checked row of an import: the address normalized, keywords as written (their
+    spelling is matched against the configured ones when the row is added)."""
+
+    line: int
+    email: str
+    name: str | None
+    keywords: tuple[str, ...]
+    frequency: Frequency
+    status: SubscriberStatus
+
+
+def read_rows(csv_path: Path) -> list[CsvRow]:
+    """Every row of the file, checked; UsageError names the file and line of the first bad one."""
+    out = []
+    for line, row in _raw_rows(csv_path):
+        try:
+            out.append(_row(line, row))
+        except UsageError as err:
+            raise UsageError(f"{csv_path}, line {line}: {err}; nothing was imported") from None
+    return out
+
+
+def export(cfg: Config, fmt: str) -> str:
+    """Every subscriber as CSV (the columns `import` reads; empty keywords: all of them) or JSON
+    (like `subscribers list --json`, keywords spelled out)."""
+    if fmt == "json":
+        rows = [
+            {
+                "email": s.email,
+                "name": s.name,
+                "keywords": list(s.keywords) if s.keywords is not None else [k.name for k in cfg.keywords],
+                "all_keywords": s.keywords is None,
+                "frequency": s.frequency.value,
+                "status": s.status.value,
+            }
+            for s in cfg.subscribers
+        ]
+        return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for s in cfg.subscribers:
+        kws = ";".join(s.keywords) if s.keywords is not None else ""
+        w.writerow([s.email, s.name or "", kws, s.frequency.value, s.status.value])
+    return buf.getvalue()
+
+
+def _row(line: int, row: dict[str, str]) -> CsvRow:
+    addr = normalize_email(row.get("email", ""))
+    freq = parse_frequency(row.get("frequency", ""))
+    name = row.get("name") or None
+    check_name(name)
+    status = (row.get("status") or "active").lower()
+    if status not in ("active", "paused"):
+        raise UsageError(f"the status must be active or paused, not {status!r}")
+    kws = tuple(dict.fromkeys(k.strip() for k in row.get("keywords", "").split(";") if k.strip()))
+    return CsvRow(line, addr, name, kws, freq, SubscriberStatus(status))
+
+
+def _raw_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row by column name); columns by header if the first row names them, else
+    in the order email, name, keywords, frequency, status."""
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "it is not UTF-8 text"
+        raise UsageError(f"cannot read {csv_path}: {reason}") from None
+    reader = csv.reader(io.StringIO(text))
+    columns: tuple[str, ...] = COLUMNS
+    out: list[tuple[int, dict[str, str]]] = []
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+                continue
+            cells = [c.strip() for c in row]
+            if not out and columns is COLUMNS and cells[0].lower() == "email":
+                columns = _header(csv_path, line, cells)
+                continue
+            if len(cells) > len(columns):
+                raise UsageError(f"{csv_path}, line {line}: {len(cells)} columns, expected at most "
+                                 f"{len(columns)} ({', '.join(columns)}); nothing was imported")
+            out.append((line, dict(zip(columns, cells, strict=False))))
+    except csv.Error as err:  # an unclosed quote, a cell past the field size limit
+        raise UsageError(f"{csv_path}, line {reader.line_num}: {err}; nothing was imported") from None
+    return out
+
+
+def _header(csv_path: Path, line: int, cells: list[str]) -> tuple[str, ...]:
+    """The columns a header row names; an unknown one is refused."""
+    columns = tuple(c.lower() for c in cells)
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise UsageError(f"{csv_path}, line {line}: unknown column {unknown[0]!r} "
+                         f"(known: {', '.join(COLUMNS)}); nothing was imported")
+    return columns

@@ -1,0 +1,124 @@
+"""Values from outside that used to escape as an OSError, a csv.Error or a silent NaN, each now
+one sentence naming what to fix, with the exit code of a user's mistake (2) or an error (1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import cli
+
+from digestd.config.env import read_environment
+from digestd.config.load import load_config
+from digestd.config.settings import Settings
+from digestd.errors import ConfigError
+
+BASE = "keywords: [A]\nsubscribers:\n  - email: a@example.org\nsettings:\n  list_name: L\n"
+
+
+def _home(tmp_path: Path, text: str = BASE) -> Path:
+    home = tmp_path / "home"
+    (home / "state").mkdir(parents=True, exist_ok=True)
+    (home / "subscribers.yaml").write_text(text, encoding="utf-8")
+    return home
+
+
+def _one_sentence(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("digestd: ") and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("zone", ["America", "x" * 300])
+def test_a_timezone_that_names_a_folder_or_is_too_long_is_unknown(tmp_path: Path, zone: str) -> None:
+    home = _home(tmp_path, BASE + f"  timezone: {zone}\n")
+    with pytest.raises(ConfigError, match=r"subscribers.yaml, line 6: unknown timezone"):
+        load_config(home, {})
+    proc = cli(home, "status")
+    assert proc.returncode == 2 and "unknown timezone" in _one_sentence(proc.stderr)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"DIGESTD_SMTP_PORT": "70000"}, "DIGESTD_SMTP_PORT must be a port number, not '70000'"),
+        ({"DIGESTD_SMTP_PORT": "0"}, "DIGESTD_SMTP_PORT must be a port number, not '0'"),
+        ({"DIGESTD_SMTP_TIMEOUT": "nan"}, "DIGESTD_SMTP_TIMEOUT must be a number of seconds, not 'nan'"),
+        ({"DIGESTD_SMTP_BACKOFF": "inf"}, "DIGESTD_SMTP_BACKOFF must be a number of seconds, not 'inf'"),
+    ],
+)
+def test_smtp_numbers_out_of_range_are_refused(env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        read_environment({"DIGESTD_SMTP_HOST": "127.0.0.1", **env}, Settings())
+    assert str(err.value) == says
+
+
+def test_a_secret_file_that_is_not_text_is_refused_without_showing_it(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"\xff\xfe s3cr3t")
+    with pytest.raises(ConfigError) as err:
+        read_environment({"DIGESTD_SECRET_FILE": str(secret)}, Settings())
+    assert str(err.value) == f"cannot read DIGESTD_SECRET_FILE {secret}: it is not UTF-8 text"
+
+
+def test_a_max_rate_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
+    home = _home(tmp_path, BASE + "  max_rate: .nan\n")
+    with pytest.raises(ConfigError, match=r"line 6: settings\.max_rate must be a positive number"):
+        load_config(home, {})
+
+
+def test_a_csv_cell_past_the_size_limit_is_one_sentence(tmp_path: Path) -> None:
+    home = _home(tmp_path)
+    big = tmp_path / "big.csv"
+    big.write_text("email,name\nb@example.org," + "x" * 200_000 + "\n", encoding="utf-8")
+    before = (home / "subscribers.yaml").read_bytes()
+    proc = cli(home, "subscribers", "import", str(big))
+    assert proc.returncode == 2
+    assert _one_sentence(proc.stderr).endswith("field larger than field limit (131072); nothing was imported")
+    assert (home / "subscribers.yaml").read_bytes() == before
+
+
+def test_init_where_a_file_stands_names_the_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder", encoding="utf-8")
+    proc = cli(tmp_path, "init", str(blocker / "home"))
+    assert proc.returncode == 1
+    assert _one_sentence(proc.stderr) == f"digestd: cannot create {blocker / 'home'}: Not a directory"
+
+
+@pytest.mark.parametrize(
+    "twin",
+    ["J\u006f\u0308rg@example.org", "JÖRG@EXAMPLE.ORG", "jörg@xn--exmple-cua.org"],
+    ids=["nfd", "case", "idna-domain"],
+)
+def test_one_mailbox_spelled_two_ways_is_listed_twice(tmp_path: Path, twin: str) -> None:
+    """NFC/NFD, case and IDN/xn-- spellings of one address would mail that mailbox twice."""
+    first = "jörg@exämple.org" if twin.endswith("xn--exmple-cua.org") else "jörg@example.org"
+    home = _home(tmp_path, f"keywords: [A]\nsubscribers:\n  - email: {first}\n  - email: {twin}\n")
+    with pytest.raises(ConfigError, match=r"line 4: subscriber .* is listed twice"):
+        load_config(home, {})
+
+
+def test_an_empty_keywords_key_is_refused_not_read_as_every_keyword(tmp_path: Path) -> None:
+    home = _home(tmp_path, "keywords: [A, B]\nsubscribers:\n  - email: a@example.org\n    keywords:\n")
+    with pytest.raises(ConfigError, match=r"line 4: `keywords:` of a@example.org is empty"):
+        load_config(home, {})
+    none = _home(tmp_path, "keywords: [A, B]\nsubscribers:\n  - email: a@example.org\n    keywords: []\n")
+    assert load_config(none, {}).subscribers[0].keywords == ()  # `[]` says none, as before
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ('https://x.example.org/a"><script>', "characters a link cannot carry"),
+        ("https://x.example.org/" + "p" * 300, "at most 200"),
+        ("https://x.example.org/?a=1", "query"),
+        ("ftp://x.example.org/", "http(s) URL"),
+        ("https:///nohost", "http(s) URL"),
+    ],
+)
+def test_a_public_url_that_cannot_go_into_headers_and_links_is_refused(tmp_path: Path, url: str, says: str) -> None:
+    home = _home(tmp_path, BASE + f"  public_url: '{url}'\n")
+    with pytest.raises(ConfigError, match=r"line 6: settings.public_url") as err:
+        load_config(home, {"DIGESTD_SECRET": "s" * 32})
+    assert says in str(err.value)
