@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/digestd --home . run
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check digestd tests bench

@@ -17,9 +17,10 @@ from digestd.core.models import KeywordFetch, RunReport
 from digestd.core.records import KeywordRun, RunOutcome, RunSummary
 from digestd.core.tokens import check_unsubscribe_config
 from digestd.mail.transport import Transport
+from digestd.ops import alerts
 from digestd.render.digest import check_templates
 from digestd.source.arxiv import PaperSource
-from digestd.stages import collect, publish, queue, send
+from digestd.stages import bounces, collect, follow, publish, queue, send, site
 from digestd.store import atomic
 from digestd.store.lock import RunLock
 from digestd.store.outbox import Outbox
@@ -56,6 +57,7 @@ def run(
         check_templates(cfg.paths.templates, date=run_date(cfg, now).isoformat(),
                         list_name=cfg.settings.list_name, sender=cfg.sender)
         send.check(cfg, run_date(cfg, now).isoformat())
+        bounces.check_config(cfg)
     if options.dry_run:
         return _run(cfg, source, transport, options, now, on_keyword)
     if not options.no_readme:
@@ -79,26 +81,34 @@ def _run(
     store = PaperStore(cfg.paths.papers_db, read_only=not writing)
     outbox = Outbox(cfg.paths.outbox_db, read_only=not writing)
     try:
+        if writing:  # bounces first: an address that died since the last run is not mailed again
+            report.messages.extend(bounces.before_run(cfg, now))
+        cursors = outbox.load_cursors()
         if mailing and (earlier := outbox.pending()):  # what an earlier run left goes first
             report.messages.append(f"sending {len(earlier)} digest(s) left pending by an earlier run")
-            send.send(cfg, store.by_keyword(), outbox, transport, earlier, report)
+            cursors = send.send(cfg, store.by_keyword(), outbox, transport, earlier, cursors, report)
         if writing:  # earlier days' sent records leave the ledger before it grows
             outbox.prune(KEEP_LEDGER_DAYS, today.isoformat())
-        got = collect.collect(cfg, store, outbox, source, options.dry_run, now, today, report, on_keyword)
+        got = collect.collect(cfg, store, outbox, cursors, source, options.dry_run, now, today, report,
+                              on_keyword)
         if report.fatal is None and not options.no_mail:
-            queued = queue.queue(cfg, got.papers, got.seq, outbox, store.history(), today, now, report,
-                                 dry_run=options.dry_run)
+            follow.refresh_interests(cfg, source, dry_run=options.dry_run)  # once per interest paper
+            queued, cursors = queue.queue(cfg, got.papers, got.seq, outbox, cursors, store.history(), today,
+                                          now, report, dry_run=options.dry_run)
             if mailing and queued:
-                send.send(cfg, got.papers, outbox, transport, queued, report)
+                send.send(cfg, got.papers, outbox, transport, queued, cursors, report)
         failed = {k.keyword for k in report.keywords if k.error}
         if writing and not options.no_readme:
             if report.keywords and len(failed) == len(report.keywords):
                 report.messages.append("README.md left as it was: no keyword could be fetched")
             else:
                 report.readme_written = publish.publish(cfg, got.papers, today, failed)
+        if writing:  # the day's page and the feeds (only a run that stored papers adds a day)
+            site.publish(cfg, got.papers, got.seq, today, report)
         if writing:
             outbox.commit()
             store.record_run(summary(report, now))
+            alerts.after_run(cfg, report, outbox.pending(), transport if mailing else None, now, today)
         return report
     finally:
         outbox.close()

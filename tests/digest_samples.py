@@ -1,12 +1,15 @@
 """Real-sized digest content for the render and browser tests (and the docs' example).
 
-`sample_additions()` gives 3 keywords x 10 papers that look like a real day on arXiv, with the
+`sample_additions()` gives 3 keywords x 10 papers that look like a real day on arXiv (the fourth of
+each keyword an update: v3 of a paper first posted in 2024), with the
 things that break layouts mixed in: long titles, 40-author lists, long URLs in comments and
 abstracts, unbroken 90-character words, `<script>`, quotes and ampersands. The first papers of
 each keyword are the ordinary-looking ones, so the screenshots show what a reader usually sees.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from digestd.core.models import Paper
 from digestd.render.digest import DigestRenderer, group_for_subscriber
@@ -97,14 +100,17 @@ def sample_paper(i: int, kw: str, k: int) -> Paper:
             "Accepted: https://a.example/" + "b" * 150,
             "5 pages",
         ][k - 5]
+    version, published = 1 + k % 2, f"{DATE}T{23 - k:02d}:00:00Z"
+    if k == 3:  # a revision of a paper first posted long ago: an update (issue 10)
+        version, published, comment = 3, "2024-02-08T17:00:00Z", "Accepted by ECCV 2024; v3 adds results on UCF-Crime"
     return Paper(
         id=f"2611.{i:05d}",
-        version=1 + k % 2,
+        version=version,
         title=title,
-        link=f"https://arxiv.org/abs/2611.{i:05d}v{1 + k % 2}",
-        pdf=f"https://arxiv.org/pdf/2611.{i:05d}v{1 + k % 2}",
+        link=f"https://arxiv.org/abs/2611.{i:05d}v{version}",
+        pdf=f"https://arxiv.org/pdf/2611.{i:05d}v{version}",
         updated=f"{DATE}T{23 - k:02d}:00:00Z",
-        published=f"{DATE}T{23 - k:02d}:00:00Z",
+        published=published,
         authors=_authors(i),
         summary=summary,
         comment=comment,
@@ -128,7 +134,14 @@ def sample_renderer(*, full_abstracts: bool = False, public_url: str | None = "h
     )
 
 
-def sample_digest(per_keyword: int = 10, email: str = "ada.lovelace@example.org", **kw: object) -> tuple[str, str]:
-    """(text, html) of a real-sized digest."""
+def sample_digest(per_keyword: int = 10, email: str = "ada.lovelace@example.org", *, marks: bool = False,
+                  **kw: object) -> tuple[str, str]:
+    """(text, html) of a real-sized digest; `marks`: with a reader's marks (issue 12), each
+    keyword's second paper "For you", "More like this" links, and "12 more" under the first."""
     renderer = sample_renderer(**kw)  # type: ignore[arg-type]
-    return renderer.render(email, group_for_subscriber(KEYWORDS, sample_additions(per_keyword)))
+    sections = group_for_subscriber(KEYWORDS, sample_additions(per_keyword))
+    if not marks:
+        return renderer.render(email, sections)
+    marked = [(k, [dataclasses.replace(e, for_you=i == 1, more_like=f"https://papers.example.org/more/{e.paper.id}")
+                   for i, e in enumerate(es)]) for k, es in sections]
+    return renderer.render(email, marked, more_in={KEYWORDS[0]: 12})

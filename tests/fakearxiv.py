@@ -174,6 +174,8 @@ class RequestLog:
 
 
 _QUOTED = re.compile(r'"([^"]*)"')
+_ID_SHAPE = re.compile(r"(\d{4}\.\d{4,5}|[a-z-]+(\.[A-Z]{2})?/\d{7})(v\d+)?")
+ID_LIST = "id_list"  # the keyword an id_list request is logged and faulted under
 
 
 def keyword_of(search_query: str) -> str:
@@ -286,6 +288,8 @@ class FakeArxiv:
         self.feeds: dict[str, list[FixturePaper]] = {k: list(v) for k, v in (feeds or {}).items()}
         self.faults: dict[str, list[Fault]] = {k: list(v) for k, v in (faults or {}).items()}
         self.requests: list[RequestLog] = []
+        self.extra: list[FixturePaper] = []  # papers served by id_list only (not under any keyword)
+        self.gone: set[str] = set()  # ids an id_list request leaves out
         self.classic = classic  # serve the older per-element-namespace format
         self.latency = latency  # seconds added before every response
         self._port = port
@@ -364,6 +368,16 @@ class FakeArxiv:
                     return k, list(v)
         return keyword, None
 
+    def _by_ids(self, ids: Sequence[str]) -> list[FixturePaper] | None:
+        """The papers of an id_list request in its order (ids unknown or `gone`: absent, as
+        arXiv leaves out what it no longer serves); None when an id is malformed."""
+        if not all(_ID_SHAPE.fullmatch(i) for i in ids):
+            return None
+        with self._lock:
+            known = {p.id: p for papers in [*self.feeds.values(), self.extra] for p in papers}
+            bare = [re.sub(r"v\d+$", "", i) for i in ids]
+            return [known[i] for i in bare if i in known and i not in self.gone]
+
     def _next_fault(self, keyword: str) -> Fault | None:
         with self._lock:
             for key in (keyword, "*"):
@@ -378,6 +392,9 @@ class FakeArxiv:
         params = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         search_query = params.get("search_query", "")
         keyword, papers = self._lookup(keyword_of(search_query))
+        id_list = [i for i in params.get("id_list", "").split(",") if i]
+        if id_list and not search_query:
+            keyword, papers = ID_LIST, self._by_ids(id_list)
         fault = self._next_fault(keyword) if split.path == "/api/query" else None
         with self._lock:
             self.requests.append(RequestLog(at, split.path, params, keyword, fault))
@@ -391,6 +408,9 @@ class FakeArxiv:
             start = int(params.get("start", "0"))
             max_results = int(params.get("max_results", "10"))
         except ValueError:
+            h.send(400, REAL_ERROR_400.read_bytes())
+            return
+        if papers is None and keyword == ID_LIST:  # a malformed id: arXiv's 400 error feed
             h.send(400, REAL_ERROR_400.read_bytes())
             return
 

@@ -85,7 +85,7 @@ def _chromium(profile: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def test_digest_in_headless_chromium(tmp_path: Path) -> None:
-    _, digest = sample_digest()
+    _, digest = sample_digest(marks=True)
     digest_file = tmp_path / "digest.html"
     digest_file.write_text(digest, encoding="utf-8")
     frames = "".join(
@@ -129,10 +129,78 @@ def test_digest_in_headless_chromium(tmp_path: Path) -> None:
         assert r["scrollWidth"] <= w and r["bodyScrollWidth"] <= w, f"sideways scroll at {w}px: {r['scrollWidth']}"
         assert r["wide"] == [], f"wider than the {w}px viewport: {r['wide']}"
         assert r["scripts"] == 0 and r["sources"] == [] and r["resources"] == []
-        bad = [u for u in r["links"] if not re.match(r"^(https?://|mailto:)", u)]
+        bad = [u for u in r["links"] if not re.match(r"^(https?://|mailto:|#kw-\d+$)", u)]  # or the TOC's
         assert r["links"] and bad == [], f"links that are not absolute: {bad}"
     assert results["375"]["height"] > results["1024"]["height"]  # one column that wraps, not shrinks
     for w, path in shots.items():
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", path
         assert int.from_bytes(data[16:20], "big") == w  # the PNG's width
+
+
+CONTRAST = """
+<script>
+function rgb(s) { const m = s.match(/[\\d.]+/g).map(Number); return m.length > 3 && m[3] === 0 ? null : m; }
+function lum(c) {
+  const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+}
+function background(el, win) {
+  for (; el; el = el.parentElement) { const c = rgb(win.getComputedStyle(el).backgroundColor); if (c) return c; }
+  return [255, 255, 255];
+}
+window.addEventListener('load', () => {
+  const f = document.querySelector('iframe'), doc = f.contentDocument, win = f.contentWindow;
+  const worst = [];
+  for (const el of doc.querySelectorAll('.headline, .kw, .title a, .authors, .meta, .abstract, .comment, .button, .also, .footer a, .tocline a, .hl, .foryou, .online a, .morein a')) {
+    const a = lum(rgb(win.getComputedStyle(el).color)), b = lum(background(el, win));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) worst.push({cls: el.className, ratio});
+  }
+  const pre = document.createElement('pre');
+  pre.id = 'result';
+  pre.textContent = JSON.stringify({dark: win.matchMedia('(prefers-color-scheme: dark)').matches,
+    page: lum(background(doc.querySelector('.page'), win)), low: worst.slice(0, 10)});
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_digest_colours_in_chromium(tmp_path: Path, scheme: str) -> None:
+    """Dark emulation: a dark page with text at 4.5:1 or better; light: the same contrast rule.
+    Screenshots of both schemes at both widths."""
+    _, digest = sample_digest(per_keyword=4, marks=True)  # with an update per keyword, a reader's marks
+    digest_file = tmp_path / "digest.html"
+    digest_file.write_text(digest, encoding="utf-8")
+    wrapper = tmp_path / "contrast.html"
+    wrapper.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
+                       f'<iframe width="1024" height="900" srcdoc="{html.escape(digest, quote=True)}"></iframe>'
+                       f"{CONTRAST}</body></html>", encoding="utf-8")
+    dark = ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"] if scheme == "dark" else []
+    update = os.environ.get("DIGESTD_UPDATE_SCREENSHOTS") == "1"
+    suffix = "-dark" if scheme == "dark" else "-light"
+    shots = {w: (DOCS if update else tmp_path) / f"digest-{w}{suffix}.png" for w in WIDTHS}
+    procs = [_chromium(tmp_path / "p-c", *dark, "--window-size=1100,1000", "--virtual-time-budget=5000",
+                       "--dump-dom", wrapper.as_uri())]
+    procs += [_chromium(tmp_path / f"p-{w}", *dark, f"--window-size={w},{SHOT_HEIGHT[w]}",
+                        f"--screenshot={shots[w]}", digest_file.as_uri()) for w in WIDTHS]
+    try:
+        dom, _ = procs[0].communicate(timeout=60)
+        for p in procs[1:]:
+            p.communicate(timeout=60)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    m = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
+    assert m, f"the contrast page did not report (chromium output: {dom[-500:]!r})"
+    r = json.loads(html.unescape(m.group(1)))
+    assert r["dark"] is (scheme == "dark")
+    assert (r["page"] < 0.05) if scheme == "dark" else (r["page"] > 0.8), r  # relative luminance of the page
+    assert r["low"] == [], f"text below 4.5:1 contrast: {r['low']}"
+    for w, path in shots.items():
+        data = path.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(data[16:20], "big") == w

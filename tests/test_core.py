@@ -146,7 +146,7 @@ def test_keyword_default_queries() -> None:
         ("keywords: [A]\nsubscribers:\n  - email: a@example.org\n  - email: A@example.org\n", "listed twice"),
         (
             "keywords: [A]\nsubscribers:\n  - email: a@example.org\n    frequency: hourly\n",
-            "'hourly' is not a valid Frequency",
+            "'hourly' is not a frequency: use daily or weekly",
         ),
         ("kewords: [A]\n", "unknown top-level key 'kewords'"),
     ],

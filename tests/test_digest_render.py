@@ -82,13 +82,14 @@ def test_html_is_well_formed_and_self_contained(variant: str) -> None:
     strict_parse(html)
     doc = Elements(html)
     tags = {t for t, _ in doc.tags}
-    assert not tags & {"script", "img", "style", "link", "iframe", "object", "embed", "form", "video", "audio"}
+    assert not tags & {"script", "img", "link", "iframe", "object", "embed", "form", "video", "audio"}
     assert doc.attrs("src") == [] and doc.attrs("srcset") == [] and doc.attrs("background") == []
     assert not [a for _, attrs in doc.tags for a in attrs if a.startswith("on")]  # no event handlers
     hrefs = doc.attrs("href")
-    assert hrefs and all(re.match(r"^(https?://|mailto:)", h) for h in hrefs), hrefs
-    assert "<style" not in html and 'style="' in html  # CSS inlined
-    assert '<meta name="color-scheme" content="light only">' in html and "color-scheme: light only" in html
+    assert hrefs and all(re.match(r"^(https?://|mailto:|#kw-\d+$)", h) for h in hrefs), hrefs
+    assert html.count("<style") == 1 and 'style="' in html  # CSS inlined; only the dark block stays
+    assert re.search(r"<head>.*<style[^>]*>\s*/\*.*@media \(prefers-color-scheme: dark\).*</style>\s*</head>", html, re.S)
+    assert '<meta name="color-scheme" content="light dark">' in html and "color-scheme: light dark" in html
     assert "max-width: 640px" in html and 'name="viewport"' in html
     assert len(html.encode()) < 102_000  # Gmail clips longer messages ("[Message clipped]")
 
@@ -97,7 +98,7 @@ def test_what_a_digest_shows() -> None:
     _, html = sample_digest()
     doc = Elements(html)
     text = " ".join(doc.text)
-    assert DATE in text and "30 new papers" in text
+    assert DATE in text and "27 new papers, 3 updated" in text
     assert "Video Anomaly Detection\u00a0· Vision Language Model\u00a0· Diffusion Policy" in html
     assert [h.strip() for h in re.findall(r'<h2 class="kw"[^>]*>([^<]*)', html)] == KEYWORDS
 
@@ -114,13 +115,16 @@ def test_what_a_digest_shows() -> None:
     assert "also in: Vision Language Model" in first  # shared with the second keyword
     assert 'class="more"' in first and "more&nbsp;›" in first  # the abstract is cut...
     assert p.summary not in first and ">video anomaly detection</span> rely" in first  # ...highlighted
-    assert html.count('href="https://arxiv.org/abs/2611.00000v1"') == 3  # title, "more", Abstract
+    assert html.count('href="https://arxiv.org/abs/2611.00000v1"') == 2  # title, Abstract
+    day = f"https://papers.example.org/days/{DATE}.html"  # with public_url: "more" opens the day page
+    assert re.search(rf'<a class="more" href="{re.escape(day)}#video-anomaly-detection--2611-00000"', first)
+    assert html.count(f'href="{day}"') == 1 and ">Read online</a>" in html
 
     crowd = sample_paper(4, KEYWORDS[0], 4)
     assert len(crowd.authors) == 41
-    assert f">{', '.join(crowd.authors[:3])}&nbsp;et&nbsp;al.</p>" in card_of(html, crowd.id)
+    assert f">{', '.join(crowd.authors[:10])}&nbsp;et&nbsp;al.</p>" in card_of(html, crowd.id)
 
-    _, full = sample_digest(full_abstracts=True)
+    _, full = sample_digest(per_keyword=3, full_abstracts=True)  # 30 full abstracts do not fit
     assert 'class="more"' not in full
     assert "Code and models will be released to facilitate future research on" in card_of(full, "2611.00000")
 
@@ -175,27 +179,27 @@ def test_text_part_is_wrapped_markdown() -> None:
     defined = dict(re.findall(r"^\[([^\]]+)\]: (\S+)$", text, re.M))
     body = re.sub(r"^\[[^\]]+\]: \S+$", "", text, flags=re.M)
     used = set(re.findall(r"\]\[([^\]]+)\]", body)) | set(re.findall(r"(?<!\])\[([^\]]+)\](?![\[(:])", body))
-    assert used <= set(defined) and {"unsubscribe", "2611.00000", "2611.00000 pdf", "2611.00000-1"} <= used
+    assert used <= set(defined) and {"unsubscribe", "2611.00000", "2611.00000-pdf", "2611.00000-1"} <= used
     assert set(defined) - used == set()
     assert defined["2611.00000"] == "https://arxiv.org/abs/2611.00000v1"
     assert defined["unsubscribe"].startswith("https://papers.example.org/unsubscribe/")
     # Keyword headings and paper titles are setext headings (they may span lines).
-    assert "Video Anomaly Detection (10)\n============================\n" in text
+    assert "Video Anomaly Detection (9 new papers, 1 updated)\n=================================================\n" in text
+    assert "\nUpdated papers (1): new versions of earlier papers\n" in text
     title = "Weakly Supervised Video Anomaly Detection via Temporal Context Aggregation and"
     assert f"{title}\nUncertainty-Aware Pseudo-Label Refinement\n{'-' * len(title)}\n" in text
-    assert "Also in: Vision Language Model" in text and "[more][2611.00000]" in text
-    assert text.startswith(f"Daily Papers · {DATE}\n\n30 new papers: ")
+    assert "Also in: Vision Language Model" in text and "[more][2611.00000-more]" in text
+    assert f"\n[2611.00000-more]: https://papers.example.org/days/{DATE}.html#video-anomaly-detection--2611-00000\n" in text
+    assert "\nRead online: [online]\n" in text and defined["online"] == f"https://papers.example.org/days/{DATE}.html"
+    assert text.startswith(f"Daily Papers · {DATE}\n\n27 new papers, 3 updated: ")
     assert not [line for line in lines if line != line.rstrip()]  # no trailing spaces
 
 
 def test_small_pieces() -> None:
     assert shorten_authors(["A", "B", "C", "D", "E"]) == "A, B, C, D, E"
-    assert shorten_authors([str(i) for i in range(6)]) == "0, 1, 2 et al."
-    pat = highlighter("Vision-Language Model for the Web")
-    assert pat is not None
-    assert [m.group(0) for m in pat.finditer("a vision-language model, the web and Models")] == [
-        "vision-language model", "web"]
-    assert highlighter("of the") is None
+    assert shorten_authors([str(i) for i in range(10)]) == "0, 1, 2, 3, 4, 5, 6, 7, 8, 9"
+    assert shorten_authors([str(i) for i in range(11)]) == "0, 1, 2, 3, 4, 5, 6, 7, 8, 9 et al."
+    assert highlighter("?!") is None
     assert md_text("x <b>y</b> a<b and 3 < 4") == "x \\<b>y\\</b> a<b and 3 < 4"
     assert wrap("word " * 30).count("\n") == 1 and max(map(len, wrap("word " * 30).splitlines())) <= 78
     long_word = "x" * 200
@@ -224,8 +228,10 @@ def test_each_fragment_is_rendered_and_inlined_once(monkeypatch: pytest.MonkeyPa
         renderer.render(f"user{i}@example.org", one if i % 2 else some)
     # New fragments: only the second keyword's section with another count, and the shared paper's
     # card under it (in `some` it is not "also" anything).
-    assert len(calls) - first <= 3
-    assert first == 1 + 3 + 30  # "also in", 3 sections, 30 papers (the shared one once)
+    assert len(calls) - first <= 3 + 1  # and the table of contents of two keywords
+    # "also in", "For you" and "More like this" (made up front), 3 sections, one "Updated
+    # papers (1)" heading shared by all three, 30 papers (the shared one once), the table of contents
+    assert first == 3 + 3 + 1 + 30 + 1
 
 
 def test_instance_templates_override_the_defaults(tmp_path: Path) -> None:
@@ -260,7 +266,7 @@ def test_preview_open_uses_the_default_browser(tmp_path: Path) -> None:
 
 def test_docs_example_is_current() -> None:
     """The README's rendered example is what the templates produce now."""
-    text, html = sample_digest(per_keyword=2)
+    text, html = sample_digest(per_keyword=4, marks=True)  # the fourth paper of each keyword is an update
     if UPDATE:
         (DOCS / "digest-example.html").write_text(html, encoding="utf-8")
         (DOCS / "digest-example.txt").write_text(text, encoding="utf-8")
@@ -289,3 +295,45 @@ def test_preview_names_a_broken_template_in_one_sentence(
     assert proc.returncode == 2, proc.stderr
     assert said in proc.stderr and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_per_reader_marks_and_the_more_line() -> None:
+    """Issue 12: "For you", "More like this" and "N more in <listing> today" are per reader
+    (slots, not the cached card): two readers of one renderer get their own."""
+    from dataclasses import replace
+
+    renderer = sample_renderer()
+    adds = sample_additions(3)
+    plain = group_for_subscriber(KEYWORDS[:1], adds)
+    mine = [(kw, [replace(e, for_you=i == 1, more_like=f"https://papers.example.org/more/t&{i}")
+                  for i, e in enumerate(es)]) for kw, es in plain]
+    text, html = renderer.render("a@example.org", mine, more_in={KEYWORDS[0]: 12})
+    other_text, other = renderer.render("b@example.org", plain)
+    second = card_of(html, mine[0][1][1].paper.id)
+    assert html.count(">For you</span>") == 1 and ">For you</span>" in second
+    assert html.count(">More like this</a>") == 3 and 'href="https://papers.example.org/more/t&amp;1"' in second
+    assert text.count("For you: close to your interests") == 1
+    assert "More like this: https://papers.example.org/more/t&1\n" in text
+    day = f"https://papers.example.org/days/{DATE}.html"
+    assert re.search(rf'<p class="morein"[^>]*><a href="{re.escape(day)}"[^>]*>12 more in {KEYWORDS[0]} today</a>', html)
+    assert f"\n12 more in {KEYWORDS[0]} today\n{day}\n" in text
+    assert "For you" not in other + other_text and "More like this" not in other + other_text
+    assert "more in" not in other + other_text
+    _, bare = sample_renderer(public_url=None).render("a@example.org", mine, more_in={KEYWORDS[0]: 12})
+    assert "More like this" not in bare and ">Read online<" not in bare  # no public_url: nothing to link
+    assert re.search(rf'<p class="morein"[^>]*>12 more in {KEYWORDS[0]} today</p>', bare)
+
+
+def test_an_instance_paper_template_without_the_new_slots_still_renders(tmp_path: Path) -> None:
+    """An instance's paper.html.j2 from before issue 12 (only `slots.also`): marks are dropped,
+    nothing breaks."""
+    (tmp_path / "paper.html.j2").write_text('<div class="card"><a href="{{ paper.link }}">{{ title }}</a>'
+                                             "{{ slots.also }}</div>\n", encoding="utf-8")
+    from dataclasses import replace
+
+    r = DigestRenderer(tmp_path, date=DATE, list_name="L", sender="papers@example.org",
+                       public_url="https://papers.example.org", secret=SECRET)
+    marked = [(kw, [replace(e, for_you=True, more_like="https://papers.example.org/more/x") for e in es])
+              for kw, es in group_for_subscriber(KEYWORDS, sample_additions(1))]
+    _, html = r.render("a@example.org", marked)
+    assert html.count('class="card"') == 3 and "More like this" not in html and "also in:" in html

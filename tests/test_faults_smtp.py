@@ -355,7 +355,7 @@ def test_server_without_starttls_is_an_error_and_nothing_is_sent_in_clear(tmp_pa
                       DIGESTD_SMTP_PASSWORD=PASSWORD, DIGESTD_SMTP_BACKOFF=LONG_BACKOFF)
         code, out, took = run_cli(home, fake, env)
         _assert_stopped_at_once(home, srv, code, out, took)
-        assert "STARTTLS" in out
+        assert "STARTTLS" in out and "DIGESTD_SMTP_SECURITY" in out
         assert srv.kinds("auth") == []  # the credentials never left digestd
 
 

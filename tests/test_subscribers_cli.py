@@ -160,7 +160,7 @@ BAD = [
     (["add", "a@b@example.org"], "is not a valid e-mail address"),
     (["add", "ALICE@example.org"], "alice@example.org is already a subscriber"),
     (["add", "zed@example.org", "--keyword", "Quantum"], "'Quantum' is not a configured keyword"),
-    (["add", "zed@example.org", "--frequency", "monthly"], "'monthly' is not one of"),
+    (["add", "zed@example.org", "--frequency", "monthly"], "'monthly' is not a frequency: use daily or weekly"),
     (["remove", "nobody@example.org"], "nobody@example.org is not a subscriber"),
     (["pause", "nobody@example.org"], "nobody@example.org is not a subscriber"),
     (["resume", "nobody@example.org"], "nobody@example.org is not a subscriber"),
@@ -190,7 +190,7 @@ def write_csv(path: Path, text: str) -> Path:
 @pytest.mark.parametrize(("rows", "message"), [
     ("email,name\ncarol@example.org,Carol\nnot-an-address,X\n", "line 3: 'not-an-address' is not a valid"),
     ("carol@example.org,Carol,Quantum\n", "line 1: 'Quantum' is not a configured keyword"),
-    ("carol@example.org,Carol,,monthly\n", "line 1: the frequency must be daily or weekly, not 'monthly'"),
+    ("carol@example.org,Carol,,monthly\n", "line 1: 'monthly' is not a frequency: use daily or weekly"),
     ("email,colour\ncarol@example.org,red\n", "line 1: unknown column 'colour'"),
     ("carol@example.org,Carol,,daily,active,extra\n", "line 1: 6 columns, expected at most 5"),
 ])

@@ -402,7 +402,7 @@ def test_links_from_arxiv_never_reach_the_digest_the_text_part_or_the_readme(tmp
         assert "evil.example/abs" not in out and "evil.example/p.pdf" not in out and "2611.99999" not in out
     # every <a> of the HTML part: built from an id, the allow-listed comment link, or unsubscribe
     hrefs = Anchors(html).hrefs
-    own = {f"https://arxiv.org/{kind}/{pid}v1" for pid in new_ids for kind in ("abs", "pdf")}
+    own = {f"https://arxiv.org/{kind}/{pid}v1" for pid in new_ids for kind in ("abs", "pdf", "html")}
     allowed = own | {"https://github.com/x/y", "https://huggingface.co/org/model%28v2%29/tree"}
     assert {h for h in hrefs if not h.startswith("mailto:")} <= allowed  # mailto: is the unsubscribe link
     assert "https://github.com/x/y" in hrefs and "https://huggingface.co/org/model%28v2%29/tree" in hrefs

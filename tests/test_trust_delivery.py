@@ -123,10 +123,10 @@ def test_a_digest_that_cannot_be_built_fails_alone(
     home = write_instance(tmp_path / "home", [KW], [{"email": o} for o in OTHERS], timezone="UTC")
     real = DigestRenderer.render
 
-    def render(self: DigestRenderer, email: str, sections: Any) -> tuple[str, str]:
+    def render(self: DigestRenderer, email: str, sections: Any, **kw: Any) -> tuple[str, str]:
         if email == OTHERS[0]:
             raise UnicodeEncodeError("utf-8", "x", 0, 1, "injected")
-        return real(self, email, sections)
+        return real(self, email, sections, **kw)
 
     monkeypatch.setattr(DigestRenderer, "render", render)
     with FakeArxiv() as fake:

@@ -392,7 +392,7 @@ def test_a_whole_run_with_non_ascii_names_and_an_idn_address(tmp_path: Any, smtp
         name, addr = _mailbox(env, msg, "To")
         got[addr] = name
         assert _mailbox(env, msg, "From") == ("Jörg Müller, Dr.", "papers@xn--exmple-cua.org")
-        assert msg["Subject"] == f"{list_name} 2026-11-20: 1 new paper"
+        assert msg["Subject"] == f"{list_name[:80]}… 2026-11-20: 1 new"  # under 100 characters (issue 10)
         assert _list_id(env) == (list_name, "daily-papers.xn--exmple-cua.org")
     assert got == {
         "alice@example.org": _norm("Ålice Ünïcode-Ñame, Ph.D. " * 3),

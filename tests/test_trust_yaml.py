@@ -30,7 +30,7 @@ from fixtures import make_paper, make_papers
 
 from digestd.config import edit as subscriptions
 from digestd.config.fastyaml import NOT_SIMPLE, fast_yaml
-from digestd.config.load import load_config
+from digestd.config.load import SUBSCRIBER_KEYS, load_config
 from digestd.core.models import Frequency, SubscriberStatus
 from digestd.core.plan import last_weekly_day
 from digestd.errors import ConfigError
@@ -99,7 +99,7 @@ TYPOS = [
     (BASE.replace("    name: Alice\n", "    Name: Alice\n"), 6,
      "unknown key 'Name' in a subscriber entry (did you mean 'name'?)"),
     (BASE.replace("    name: Alice\n", "    colour: red\n"), 6,
-     "unknown key 'colour' in a subscriber entry (expected one of email, name, keywords, frequency, status)"),
+     f"unknown key 'colour' in a subscriber entry (expected one of {', '.join(SUBSCRIBER_KEYS)})"),
     (BASE.replace("  - Video Anomaly Detection\n", "  - name: Video Anomaly Detection\n    querry: cat:cs.CV\n"), 4,
      "unknown key 'querry' in a keyword entry (did you mean 'query'?)"),
     (BASE + "  list_nam: Lab Papers\n", 10, "unknown setting 'list_nam' (did you mean 'list_name'?)"),

@@ -140,7 +140,7 @@ def test_weekly_and_daily_over_two_weeks(tmp_path: Path, smtp: tuple[object, Inb
     bob_msgs = inbox.to("bob@example.org")
     shared = bob_msgs[0].get_body(("plain",)).get_content()
     assert f"{A} meets {B}" in shared and f"Also in: {B}" in shared
-    assert str(bob_msgs[0]["Subject"]).startswith("Daily Papers 2026-11-24: ")
+    assert str(bob_msgs[0]["Subject"]).startswith("Daily Papers week of 2026-11-18: ")  # weekly (issue 10)
     assert load_config(home, {}).subscribers[2].frequency is Frequency.WEEKLY
 
 
@@ -161,5 +161,5 @@ def test_new_weekly_subscriber_starts_with_the_next_week(tmp_path: Path, smtp: t
             if d < "2026-11-25":
                 assert inbox.messages == [], d  # not before the first Wednesday
     (msg,) = inbox.messages
-    assert str(msg["Subject"]).startswith("Daily Papers 2026-11-25: 4 new papers")
+    assert str(msg["Subject"]).startswith("Daily Papers week of 2026-11-19: 4 new")  # issue 10: it says so
     assert set(ids_of(msg)) == world.between("2026-11-20", "2026-11-25", (A,))

@@ -11,7 +11,17 @@ from typing import Annotated
 import typer
 
 from digestd import __version__
-from digestd.cli import keywords_cmd, run_cmd, serve_cmd, subscribers_cmd, systemd_cmd, view_cmd
+from digestd.cli import (
+    bounces_cmd,
+    helpfmt,
+    keywords_cmd,
+    run_cmd,
+    serve_cmd,
+    site_cmd,
+    subscribers_cmd,
+    systemd_cmd,
+    view_cmd,
+)
 from digestd.cli.context import CliContext
 from digestd.config.settings import resolve_home
 from digestd.errors import DigestdError, ExitCode
@@ -20,7 +30,7 @@ app = typer.Typer(
     name="digestd",
     help="Daily arXiv digests: fetch new papers per keyword, mail subscribers, publish a README.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # `digestd --install-completion` (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,  # a traceback could show a secret held in a local variable
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
@@ -74,6 +84,8 @@ subscribers_cmd.register(app)
 view_cmd.register(app)
 systemd_cmd.register(app)
 serve_cmd.register(app)
+bounces_cmd.register(app)
+site_cmd.register(app)
 
 
 def main() -> None:
@@ -82,7 +94,9 @@ def main() -> None:
     typer (click) itself turns bad usage into exit 2 and handles --help and typer.Exit.
     """
     try:
-        app()
+        command = typer.main.get_command(app)
+        helpfmt.tidy(command)  # value names in words, help lines whole
+        command(prog_name="digestd")
     except DigestdError as err:
         typer.echo(f"digestd: {err}", err=True)
         sys.exit(int(err.exit_code))

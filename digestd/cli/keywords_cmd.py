@@ -52,6 +52,9 @@ def register(app: typer.Typer) -> None:
                     row["query"] = k.query
                 if k.categories:
                     row["categories"] = list(k.categories)
+                for key, value in (("authors", k.authors), ("phrase", k.phrase), ("exclude", k.exclude)):
+                    if value:
+                        row[key] = list(value) if isinstance(value, tuple) else value
                 rows.append(row)
             typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
             return

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from digestd.cli.context import cli_context
+from digestd.cli.progress import FetchProgress, ProgressTransport, Screen
 from digestd.config.load import load_config
 from digestd.core.models import KeywordFetch, RunReport
 from digestd.errors import ExitCode, SmtpFatalError
@@ -35,14 +36,19 @@ def keyword_line(k: KeywordFetch) -> str:
     return f"{k.keyword}: fetched {k.fetched}, {len(k.new)} new"
 
 
-def summary_line(report: RunReport) -> str:
+def summary_line(report: RunReport, *, to_maildir: bool = False) -> str:
+    """`to_maildir`: no SMTP server is set, so "sent" would be untrue: the digests were written."""
     failed_kw = sum(1 for k in report.keywords if k.error)
     new = sum(len(k.new) for k in report.keywords)
     verb, digests = ("would mail", report.would_mail) if report.dry_run else ("sent", report.sent)
+    where = ""
+    if to_maildir and not report.dry_run:
+        verb = "wrote"
+        where = f" to {report.mail_target}, not sent (no SMTP server is set: see DIGESTD_SMTP_HOST)"
+    tail = "" if report.dry_run else f", {report.pending} pending, {report.failed} failed"
     return (
         f"{'dry run' if report.dry_run else 'run'} {report.date}: {len(report.keywords)} keyword(s), "
-        f"{failed_kw} failed, {new} new paper(s); {verb} {digests} "
-        f"digest(s)" + ("" if report.dry_run else f", {report.pending} pending, {report.failed} failed")
+        f"{failed_kw} failed, {new} new paper(s); {verb} {digests} digest(s){where}{tail}"
     )
 
 
@@ -79,7 +85,11 @@ def register(app: typer.Typer) -> None:
                 "no keywords configured in %s: add one with `digestd keywords add`", cfg.paths.subscribers
             )
         on_tty = sys.stderr.isatty() and not as_json
-        progress = _Progress(len(cfg.keywords)) if on_tty else None
+        screen = Screen(sys.stderr) if on_tty else None
+        progress = FetchProgress(screen, len(cfg.keywords), keyword_line) if screen else None
+        if screen and progress:
+            transport = ProgressTransport(transport, screen)
+            progress.start()
 
         def on_keyword(k: KeywordFetch) -> None:
             if progress:
@@ -87,15 +97,17 @@ def register(app: typer.Typer) -> None:
             else:
                 (log.warning if k.error else log.info)(keyword_line(k))
 
-        report = run(
-            cfg,
-            source=source,
-            transport=transport,
-            options=RunOptions(dry_run=dry_run, no_mail=no_mail, no_readme=no_readme),
-            on_keyword=on_keyword,
-        )
-        if progress:
-            progress.done()
+        try:
+            report = run(
+                cfg,
+                source=source,
+                transport=transport,
+                options=RunOptions(dry_run=dry_run, no_mail=no_mail, no_readme=no_readme),
+                on_keyword=on_keyword,
+            )
+        finally:  # an error is then printed on a clean line
+            if screen:
+                screen.clear()
         if as_json:
             typer.echo(json.dumps(_as_dict(report), indent=2))
         else:
@@ -103,7 +115,10 @@ def register(app: typer.Typer) -> None:
                 log.info("%s", m)
             if not no_mail and not dry_run and (report.sent or report.pending or report.failed):
                 log.info("mail: %s", report.mail_target)
-            log.info("%s", summary_line(report))
+            if first_run(report):
+                log.info("first run: stored the baseline (the papers arXiv lists now) and mailed nothing; "
+                         "digests start with the papers that are new on the next run")
+            log.info("%s", summary_line(report, to_maildir=cfg.smtp is None))
         if report.fatal:
             raise SmtpFatalError(report.fatal + "; the digests stay pending for the next run")
         code = exit_code(report)
@@ -111,27 +126,10 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(int(code))
 
 
-class _Progress:
-    """A one-line progress display on a terminal; systemd gets plain lines instead."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.n = 0
-
-    def step(self, k: KeywordFetch) -> None:
-        self.n += 1
-        width = 24
-        filled = width * self.n // max(self.total, 1)
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.n}/{self.total} {k.keyword[:40]:<40}"
-        )
-        sys.stderr.flush()
-        if k.error:
-            sys.stderr.write("\n" + keyword_line(k) + "\n")
-
-    def done(self) -> None:
-        sys.stderr.write("\r" + " " * 80 + "\r")
-        sys.stderr.flush()
+def first_run(report: RunReport) -> bool:
+    """Every keyword fetched stored its baseline (nothing before it to compare with)."""
+    fetched = [k for k in report.keywords if not k.error]
+    return bool(fetched) and all(k.baseline for k in fetched) and not report.dry_run
 
 
 def _as_dict(report: RunReport) -> dict[str, object]:

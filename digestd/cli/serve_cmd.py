@@ -10,7 +10,7 @@ import typer
 from digestd.cli.context import cli_context
 from digestd.config.load import load_config
 from digestd.web.server import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT
-from digestd.web.unsubscribe import make_server
+from digestd.web.static import make_server  # every route of digestd.web, and site/ at `/`
 
 log = logging.getLogger("digestd")
 
@@ -28,17 +28,20 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Seconds a silent connection is kept open.", min=0.1, max=3600),
         ] = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
-        """Serve unsubscribe links: GET shows a confirmation page, POST unsubscribes (RFC 8058)."""
+        """Serve the subscribers' pages: one-click unsubscribe (RFC 8058), the manage page, and
+        sign-up when settings.open_signup is true. A GET never changes anything."""
         cfg = load_config(cli_context(ctx).home)
         server = make_server(cfg, host, port, idle_timeout)
         bound_host, bound_port = server.server_address[:2]
         url = cfg.settings.public_url
         if url:
-            where = f"digests link to {url.rstrip('/')}/unsubscribe/…; proxy that to this address"
+            where = (f"digests link to {url.rstrip('/')}/unsubscribe/… and /manage/…; "
+                     "proxy them to this address")
         else:
             where = ("settings.public_url is not set, so digests still use mailto: links; "
                      "set it to the public address that proxies here")
-        log.info("serving unsubscribe links on http://%s:%s/ (%s)", bound_host, bound_port, where)
+        log.info("serving unsubscribe links on http://%s:%s/ (%s); the archive site %s at /",
+                 bound_host, bound_port, where, cfg.paths.site)
         try:
             server.serve_forever()
         except KeyboardInterrupt:

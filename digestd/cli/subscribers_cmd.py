@@ -12,14 +12,27 @@ from digestd.cli.context import cli_context
 from digestd.config import csvio
 from digestd.config import subscribers as subscriptions
 from digestd.config.load import load_config
+from digestd.config.settings import Paths
+from digestd.config.values import parse_frequency
 from digestd.core.models import Frequency, SubscriberStatus
+from digestd.errors import UsageError
+from digestd.ops import personal
 
 KW = Annotated[
     list[str] | None,
     typer.Option("--keyword", "-k", help="A configured keyword (repeatable); none means all."),
 ]
 
-FREQUENCY = typer.Option(help="daily or weekly (any case).", case_sensitive=False)
+FREQUENCY = typer.Option(help="daily or weekly (any case).", parser=lambda v: _frequency(v),
+                         metavar="daily|weekly")
+
+
+def _frequency(value: str) -> Frequency:
+    """Plain words for a wrong value: "'monthly' is not a frequency: use daily or weekly"."""
+    try:
+        return parse_frequency(value)
+    except UsageError as err:
+        raise typer.BadParameter(str(err)) from None
 
 
 def _echo(lines: list[str]) -> None:
@@ -38,9 +51,22 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str | None, typer.Option(help="Display name.")] = None,
         keyword: KW = None,
         frequency: Annotated[Frequency, FREQUENCY] = Frequency.DAILY,
+        force: Annotated[bool, typer.Option("--force", help="Add a suppressed address, lifting it.")] = False,
     ) -> None:
-        """Add a subscriber."""
-        _echo(subscriptions.add_subscriber(cli_context(ctx).home, email, name, keyword or [], frequency))
+        """Add a subscriber (a suppressed address only with --force)."""
+        home = cli_context(ctx).home
+        lifted = personal.refuse_suppressed(Paths(home), email, force=force)
+        _echo(subscriptions.add_subscriber(home, email, name, keyword or [], frequency) + lifted)
+
+    @subs.command("unsuppress")
+    def unsuppress(ctx: typer.Context, email: str) -> None:
+        """Mail an address again that bounces or a complaint suppressed."""
+        _echo(personal.unsuppress(Paths(cli_context(ctx).home), email))
+
+    @subs.command("forget")
+    def forget(ctx: typer.Context, email: str) -> None:
+        """Erase everything held about EMAIL (a suppressed one leaves only a salted hash)."""
+        _echo(personal.forget_person(load_config(cli_context(ctx).home), email))
 
     @subs.command("remove")
     def remove(ctx: typer.Context, email: str) -> None:
@@ -80,9 +106,15 @@ def register(app: typer.Typer) -> None:
 
     @subs.command("export")
     def export(
-        ctx: typer.Context, fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv"
+        ctx: typer.Context,
+        email: Annotated[str | None, typer.Argument(help="One person: all data held, as JSON.")] = None,
+        fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
     ) -> None:
-        """Print every subscriber as CSV or JSON."""
+        """Print every subscriber as CSV or JSON, or everything held about EMAIL as JSON."""
+        if email is not None:
+            held = personal.export_person(load_config(cli_context(ctx).home), email)
+            typer.echo(json.dumps(held, indent=2, ensure_ascii=False))
+            return
         if fmt not in ("csv", "json"):
             raise typer.BadParameter("use csv or json", param_hint="--format")
         typer.echo(csvio.export(load_config(cli_context(ctx).home), fmt), nl=False)
@@ -92,6 +124,7 @@ def register(app: typer.Typer) -> None:
         """List subscribers."""
         cfg = load_config(cli_context(ctx).home)
         every = [k.name for k in cfg.keywords]
+        held = {x.email.lower(): x for x in personal.suppressed_records(cfg)}
         if as_json:
             rows = [
                 {
@@ -100,6 +133,7 @@ def register(app: typer.Typer) -> None:
                     "keywords": list(s.keywords) if s.keywords is not None else every,
                     "status": s.status.value,
                     "frequency": s.frequency.value,
+                    "suppressed": (x := held.get(s.email.lower())) and x.to_doc(),
                 }
                 for s in cfg.subscribers
             ]
@@ -108,4 +142,6 @@ def register(app: typer.Typer) -> None:
         for s in cfg.subscribers:
             name = f" ({s.name})" if s.name else ""
             keywords = ", ".join(s.keywords if s.keywords is not None else every)
-            typer.echo(f"{s.email}{name}  {s.status.value}, {s.frequency.value}: {keywords}")
+            x = held.get(s.email.lower())
+            why = f"  SUPPRESSED since {x.since[:10]}: {x.reason.value} ({x.diagnostic})" if x else ""
+            typer.echo(f"{s.email}{name}  {s.status.value}, {s.frequency.value}: {keywords}{why}")

@@ -59,6 +59,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(line)
         load_config(home)
         typer.echo(f"next: edit {home / 'subscribers.yaml'}, then `digestd --home {home} run`")
+        for line in smtp_steps(home):
+            typer.echo(line)
 
     @app.command("preview")
     def preview_cmd(
@@ -99,6 +101,17 @@ def register(app: typer.Typer) -> None:
             return
         for line in info.lines():
             typer.echo(line)
+
+
+def smtp_steps(home: Path) -> list[str]:
+    """How digests leave this machine: without an SMTP server they are only written locally."""
+    return [
+        f"mail: until an SMTP server is set, digests are written to {home / 'state' / 'maildir'} "
+        "and not sent. To send them, set in the environment (or the systemd unit's environment file):",
+        "  DIGESTD_SMTP_HOST=smtp.example.org  DIGESTD_SMTP_PORT=587  DIGESTD_SMTP_SECURITY=starttls",
+        "  DIGESTD_SMTP_USERNAME=digests  DIGESTD_SMTP_PASSWORD_FILE=/path/to/a/file/holding/the/password",
+        "  (DIGESTD_SMTP_SECURITY: starttls on port 587, tls on port 465, none only for a local relay)",
+    ]
 
 
 def _temp_file(suffix: str) -> Path:

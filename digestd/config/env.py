@@ -4,6 +4,7 @@ here (or in files named here), never in subscribers.yaml."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -34,6 +35,7 @@ class Environment:
     arxiv_timeout: float
     arxiv_max_bytes: int
     secret: bytes | None = field(default=None, repr=False)
+    previous_secrets: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 def read_environment(env: Mapping[str, str], settings: Settings) -> Environment:
@@ -54,7 +56,16 @@ def read_environment(env: Mapping[str, str], settings: Settings) -> Environment:
         arxiv_timeout=_seconds(env, "DIGESTD_ARXIV_TIMEOUT", 30.0),
         arxiv_max_bytes=_positive_int(env, "DIGESTD_ARXIV_MAX_BYTES", DEFAULT_ARXIV_MAX_BYTES),
         secret=secret.encode("utf-8") if secret else None,
+        previous_secrets=previous_secrets(env),
     )
+
+
+def previous_secrets(env: Mapping[str, str]) -> tuple[bytes, ...]:
+    """Keys replaced by DIGESTD_SECRET that links already mailed were signed with: from
+    DIGESTD_SECRET_PREVIOUS (comma-separated) or the file DIGESTD_SECRET_PREVIOUS_FILE (commas
+    or one a line). Links signed with them keep working until they are removed here."""
+    text = read_secret(env, "DIGESTD_SECRET_PREVIOUS") or ""
+    return tuple(k.strip().encode("utf-8") for k in re.split(r"[,\n]", text) if k.strip())
 
 
 def read_secret(env: Mapping[str, str], name: str) -> str | None:

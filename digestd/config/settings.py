@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from digestd.config.bounce_env import BounceSource
 from digestd.core.models import Keyword, Subscriber
 
 SUBSCRIBERS_FILE = "subscribers.yaml"
@@ -43,6 +44,14 @@ class Paths:
         return self.state_dir / "outbox.json"
 
     @property
+    def suppressions_db(self) -> Path:
+        return self.state_dir / "suppressions.json"
+
+    @property
+    def interests_db(self) -> Path:
+        return self.state_dir / "interests.json"
+
+    @property
     def lock(self) -> Path:
         return self.state_dir / "run.lock"
 
@@ -53,6 +62,18 @@ class Paths:
     @property
     def readme(self) -> Path:
         return self.home / "README.md"
+
+    @property
+    def archive_db(self) -> Path:
+        return self.state_dir / "archive.json"
+
+    @property
+    def site(self) -> Path:
+        return self.home / "site"
+
+    @property
+    def archive(self) -> Path:
+        return self.home / "archive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +92,13 @@ class Settings:
     pause_after_failures: int = 3
     stale_margin_days: int = 10
     list_name: str = "Daily Papers"
+    open_signup: bool = False  # `digestd serve` offers /subscribe (double opt-in)
+    feed_entries: int = 100  # papers per Atom feed
+    archive_days: int = 365  # days the site and archive/ keep
+    alert_to: str | None = None  # the operator, mailed once per incident (None: no alerts)
+    silent_days: int = 5  # announcement days with nothing new before a keyword is flagged
+    bounce_address: str | None = None  # VERP envelope sender base: bounces+<token>@domain
+    soft_bounce_limit: int = 5  # transient failures within 14 days that suppress
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +132,8 @@ class Config:
     arxiv_timeout: float = 30.0
     arxiv_max_bytes: int = DEFAULT_ARXIV_MAX_BYTES
     secret: bytes | None = field(default=None, repr=False)
+    previous_secrets: tuple[bytes, ...] = field(default=(), repr=False)  # still accepted (rotation)
+    bounce_source: BounceSource | None = None  # DIGESTD_BOUNCE_MAILDIR / DIGESTD_BOUNCE_IMAP_URL
 
     @property
     def tz(self) -> ZoneInfo | None:

@@ -4,6 +4,7 @@ added, removed, paused, changed and imported, each one edit through digestd.conf
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,10 @@ def set_status(home: Path, email: str, status: SubscriberStatus) -> list[str]:
 
     def change(data: Doc) -> list[str]:
         item = _find(_seq(data, "subscribers"), email)
+        if status is SubscriberStatus.ACTIVE and "paused_until" in item:  # a dated pause ends too
+            delete_key(item, "paused_until")
+            if str(item.get("status", "active")).lower() == "active":
+                return [f"{item['email']} is now active (digests again from the next run's new papers)"]
         if str(item.get("status", "active")).lower() == status.value:
             return [f"{item['email']} is already {status.value}; nothing changed"]
         if status is SubscriberStatus.ACTIVE:
@@ -139,8 +144,22 @@ def set_status(home: Path, email: str, status: SubscriberStatus) -> list[str]:
     return edit(home, change)
 
 
+def pause_until(home: Path, email: str, until: date) -> list[str]:
+    """Pause a subscriber until a day (`paused_until`), after which digests resume by themselves."""
+
+    def change(data: Doc) -> list[str]:
+        item = _find(_seq(data, "subscribers"), email)
+        if str(item.get("paused_until", "")) == until.isoformat():
+            return [f"{item['email']} is already paused until {until.isoformat()}; nothing changed"]
+        set_key(item, "paused_until", until.isoformat())
+        return [f"{item['email']} is paused until {until.isoformat()} (no digests before that day)"]
+
+    return edit(home, change)
+
+
 def set_subscriber(
-    home: Path, email: str, keywords: list[str] | None, frequency: Frequency | None, name: str | None = None
+    home: Path, email: str, keywords: list[str] | None, frequency: Frequency | None, name: str | None = None,
+    updates: bool | None = None,
 ) -> list[str]:
     """Change what is given; say what changed (and nothing for a value that is already so)."""
     check_name(name)
@@ -161,6 +180,12 @@ def set_subscriber(
         if name is not None and item.get("name") != name:
             set_key(item, "name", name)
             said.append(f"{addr} is named {name!r}")
+        if updates is not None and item.get("updates", True) is not updates:
+            if updates:
+                delete_key(item, "updates")  # the default: left out, as documented
+            else:
+                set_key(item, "updates", False)
+            said.append(f"{addr} {'gets' if updates else 'no longer gets'} revised papers")
         return said or [f"{addr} already has these settings; nothing changed"]
 
     return edit(home, change)

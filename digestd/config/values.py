@@ -113,4 +113,4 @@ def parse_frequency(value: str) -> Frequency:
     try:
         return Frequency(value.strip().lower() or "daily")
     except ValueError:
-        raise UsageError(f"the frequency must be daily or weekly, not {value!r}") from None
+        raise UsageError(f"{value!r} is not a frequency: use daily or weekly") from None

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from typing import Any
+
+from digestd.core.query import build_query
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +73,20 @@ class Keyword:
     name: str
     query: str | None = None  # raw arXiv query; None means the default ti/abs query
     categories: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()  # papers by any of them; the name is then only a label
+    phrase: str | None = None  # the phrase searched instead of the name (AND with authors)
+    exclude: tuple[str, ...] = ()  # a paper with one of these in title or abstract is dropped
+    listing: tuple[str, ...] = ()  # every new paper of these categories (paged), not a search
+    primary_only: bool = False  # a listing without cross-lists
+    top: int = 15  # a listing's papers per reader: the most relevant to them
 
     @property
     def search_query(self) -> str:
-        """The arXiv search_query: ti/abs phrase search unless a raw query is configured."""
-        if self.query:
-            return self.query
-        joiner = "AND" if len(self.name.split()) == 1 else "OR"
-        return f'ti:"{self.name}" {joiner} abs:"{self.name}"'
+        """The arXiv search_query this entry sends (digestd/core/query.py builds it)."""
+        return build_query(
+            self.name, query=self.query, authors=self.authors, phrase=self.phrase, exclude=self.exclude,
+            listing=self.listing,
+        )
 
 
 class Frequency(StrEnum):
@@ -99,6 +108,11 @@ class Subscriber:
     keywords: tuple[str, ...] | None = None
     frequency: Frequency = Frequency.DAILY
     status: SubscriberStatus = SubscriberStatus.ACTIVE
+    updates: bool = True  # False: revisions of old papers are left out of their digests
+    interests: tuple[str, ...] = ()  # arXiv ids (after loading, .bib files' ids too)
+    interest_texts: tuple[str, ...] = ()  # titles and abstracts of .bib entries without an id
+    interest_files: tuple[str, ...] = ()  # the .bib files the ids came from
+    paused_until: date | None = None  # no digests before this day (the manage page's pause)
 
 
 @dataclass(frozen=True, slots=True)

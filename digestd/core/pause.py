@@ -6,6 +6,7 @@ relay's reputation), by the operator in subscribers.yaml (`status: paused`), and
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 
 from digestd.core.models import Subscriber, SubscriberStatus
 from digestd.core.records import Cursor, DeliveryStatus
@@ -26,9 +27,12 @@ def after_outcome(
     return replace(cur, fail_streak=streak), None
 
 
-def is_paused(sub: Subscriber, cur: Cursor | None) -> bool:
-    """Paused by the operator or by digestd: no digest, and papers meanwhile are skipped."""
-    return sub.status is SubscriberStatus.PAUSED or bool(cur and cur.paused)
+def is_paused(sub: Subscriber, cur: Cursor | None, today: date) -> bool:
+    """Paused by the operator (`status: paused`), by the subscriber until a day
+    (`paused_until`, from the manage page) or by digestd: no digest, and papers meanwhile are
+    skipped."""
+    dated = sub.paused_until is not None and today < sub.paused_until
+    return sub.status is SubscriberStatus.PAUSED or dated or bool(cur and cur.paused)
 
 
 def resumed(cur: Cursor) -> Cursor:

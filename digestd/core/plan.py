@@ -13,8 +13,10 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from digestd.config.settings import WEEKDAYS
-from digestd.core.models import Frequency, Keyword, Paper, Subscriber, SubscriberStatus
+from digestd.core.models import Frequency, Keyword, Paper, Subscriber
+from digestd.core.pause import is_paused
 from digestd.core.records import Cursor, Delivery, Follows, Span
+from digestd.core.versions import is_update
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,7 @@ def plan(
         kw: [p.id for _, p in sorted(items, key=lambda sp: sp[1].updated, reverse=True)]
         for kw, items in papers.items()
     }
+    by_id = {kw: {p.id: p for _, p in items} for kw, items in papers.items()}
     # Per (keyword, cursor), not per subscriber: subscribers share a handful of cursors, so
     # the papers above a cursor are found once per keyword and each digest is dict lookups.
     per_kw: dict[tuple[str, int], list[str]] = {}
@@ -152,7 +155,7 @@ def plan(
             cur = replace(cur, since=iso)  # without "since" weekly is never due
         kws = followed(sub, keywords)
         cur = replace(cur, follows=follows(old, kws))
-        if sub.status is SubscriberStatus.PAUSED or cur.paused:
+        if is_paused(sub, cur, today):
             nxt[key] = replace(cur, queued_through=seq)
             continue
         if not is_due(sub, cur, today, weekly_day):
@@ -166,6 +169,8 @@ def plan(
                 ids = {pid for s, pid in by_kw_seq.get(kw, ()) if through < s <= seq}
                 per_kw[ck] = [pid for pid in order.get(kw, ()) if pid in ids] if ids else []
             fresh = [pid for pid in per_kw[ck] if not already_mailed(pid, kw, cur, history)]
+            if not sub.updates:  # `updates: false`: revisions of old papers are left out
+                fresh = [pid for pid in fresh if not is_update(by_id[kw][pid], today)]
             if fresh:
                 picked[kw] = fresh
         cur = replace(cur, queued_through=seq)

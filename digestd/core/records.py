@@ -80,6 +80,10 @@ class Delivery:
     error: str | None = None
     sent_at: str | None = None
     resends: int = 0  # sends after an UNKNOWN outcome (at most one)
+    attempts: int = 0  # outcomes recorded so far (`status` shows them; older files: 0)
+    last_attempt: str | None = None  # ISO time of the last outcome
+    for_you: tuple[str, ...] = ()  # paper ids above the reader's relevance bar (issue 12)
+    more: Mapping[str, int] = field(default_factory=dict)  # listing -> papers beyond its `top`
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -97,6 +101,14 @@ class Delivery:
             doc["sent_at"] = self.sent_at
         if self.resends:
             doc["resends"] = self.resends
+        if self.attempts:
+            doc["attempts"] = self.attempts
+        if self.last_attempt is not None:
+            doc["last_attempt"] = self.last_attempt
+        if self.for_you:
+            doc["for_you"] = list(self.for_you)
+        if self.more:
+            doc["more"] = dict(self.more)
         return doc
 
 
@@ -128,7 +140,27 @@ def delivery_from_doc(key: int, doc: Any) -> Delivery:
         error=fields.get(doc, "error", str, optional=True),
         sent_at=fields.get(doc, "sent_at", str, optional=True),
         resends=fields.nonneg(doc, "resends", default=0),
+        attempts=fields.nonneg(doc, "attempts", default=0),
+        last_attempt=fields.stamp(doc, "last_attempt", optional=True),
+        for_you=_ids(doc, "for_you"),
+        more=_counts(doc, "more"),
     )
+
+
+def _counts(doc: Mapping[str, Any], name: str) -> dict[str, int]:
+    """An optional object of whole numbers (absent in older files: empty)."""
+    value = fields.get(doc, name, dict, optional=True) or {}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()):
+        raise fields.BadRecord(f"field {name!r} is not an object of counts")
+    return dict(value)
+
+
+def _ids(doc: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """An optional list of paper ids (absent in older files: none)."""
+    value = fields.get(doc, name, list, optional=True) or []
+    if not all(isinstance(i, str) for i in value):
+        raise fields.BadRecord(f"field {name!r} is not a list of ids")
+    return tuple(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +178,7 @@ class Cursor:
     last_queued: str | None = None  # the date of their last digest
     fail_streak: int = 0  # permanent failures in a row
     paused: str | None = None  # why digestd paused them (None: not paused by digestd)
+    paused_on: str | None = None  # the date digestd paused them (`status`; older files: None)
     follows: Follows | None = None  # None: written before digestd kept it
 
     def to_doc(self, follows_ref: str | None = None) -> dict[str, Any]:
@@ -159,6 +192,8 @@ class Cursor:
             doc["fail_streak"] = self.fail_streak
         if self.paused:
             doc["paused"] = self.paused
+            if self.paused_on:
+                doc["paused_on"] = self.paused_on
         if follows_ref is not None:
             doc["follows"] = follows_ref
         elif self.follows is not None:
@@ -222,6 +257,7 @@ def cursor_from_doc(doc: Any, shared: Mapping[str, Follows] | None = None) -> Cu
         last_queued=fields.day(doc, "last_queued", optional=True),
         fail_streak=fields.nonneg(doc, "fail_streak", default=0),
         paused=(paused if isinstance(paused, str) else "paused") if paused else None,
+        paused_on=fields.day(doc, "paused_on", optional=True),
         follows=follows,
     )
 

@@ -151,7 +151,7 @@ class SmtpTransport:
                 ) from None
             raise _Unreachable(f"SMTP server {where} answered {err.code} {err.message}") from None
         except aiosmtplib.SMTPException as err:
-            raise _Fatal(f"SMTP server {where}: {_short(err)}") from None
+            raise _Fatal(f"SMTP server {where}: {_short(err)}{_starttls_hint(s.security, err)}") from None
         except OSError as err:
             raise _Unreachable(f"cannot reach SMTP server {where}: {err.strerror or err}") from None
         if s.username and s.password:
@@ -327,6 +327,14 @@ async def sendmail(client: aiosmtplib.SMTP, env: Envelope, *, timeout: float, fi
     except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
         await _reset(client)  # as sendmail does: leave no half-made envelope behind
         raise
+
+
+def _starttls_hint(security: str, err: Exception) -> str:
+    """A server without STARTTLS: say which setting chooses how to speak TLS to it."""
+    if security != "starttls" or "starttls" not in str(err).lower():
+        return ""
+    return ("; set DIGESTD_SMTP_SECURITY=tls if the server speaks TLS from the start (port 465), "
+            "or none only for a local relay")
 
 
 def _crlf_only(data: bytes) -> bool:

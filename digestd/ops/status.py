@@ -1,22 +1,32 @@
 """What `digestd status` shows an operator, gathered from the state without changing it.
 
-`gather` returns a typed Status; its `to_json` is the `status --json` contract (keys and order
-unchanged) and `lines` the text an operator reads.
+`gather` returns a typed Status; its `to_json` is the `status --json` contract (keys once
+published are kept; new ones are only added) and `lines` (ops/status_text.py) the text an
+operator reads: who is waiting and why, what failed on the last run and what the server
+said, who is paused or suppressed since when, when weekly digests go out, and which keyword
+looks quiet for a normal reason or silent for a broken one.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 from digestd.config.settings import Config
-from digestd.core.models import SubscriberStatus
-from digestd.core.records import DeliveryStatus, FetchStatus, RunSummary
+from digestd.core.incidents import Incident
+from digestd.core.models import Frequency, Subscriber, SubscriberStatus
+from digestd.core.quiet import WEEKEND_NOTE, Quiet, is_announcement_day, judge
+from digestd.core.records import Cursor, Delivery, DeliveryStatus, FetchStatus, RunSummary
+from digestd.core.schedule import next_weekly
+from digestd.ops.suppressed import BounceView, Suppressed, read_bounce_view
+from digestd.store.ops import OpsStore
 from digestd.store.outbox import Outbox
 from digestd.store.papers import PaperStore
 
 SHOWN_FAILURES = 20  # the most recent failed or unknown deliveries listed
+SHOWN_PENDING = 200  # pending deliveries listed one by one (all are counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +35,7 @@ class KeywordState:
     stored: int
     baseline: bool  # nothing stored yet: the next run stores a baseline and mails nothing
     fetch: FetchStatus
+    quiet: Quiet = field(default_factory=lambda: Quiet(0, False, None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +52,33 @@ class Failure:
     date: str
     status: DeliveryStatus
     error: str | None
+    attempts: int = 0
+    when: str | None = None  # the last attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A pending delivery: who waits, since when, how often it was tried and why it failed."""
+
+    email: str
+    date: str
+    created: str
+    age_hours: float
+    attempts: int
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class Paused:
     email: str
     reason: str
+    since: str | None = None  # None: not recorded (paused in subscribers.yaml)
+
+
+@dataclass(frozen=True, slots=True)
+class Weekly:
+    email: str
+    next_digest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,25 +91,21 @@ class Status:
     deliveries: Counts
     failed: tuple[Failure, ...]
     paused: tuple[Paused, ...]
+    now: str = ""
+    announcement_day: bool = True  # today (in the run's timezone) is Monday to Friday
+    pending: tuple[Waiting, ...] = ()
+    last_run_failed: tuple[Failure, ...] = ()
+    weekly: tuple[Weekly, ...] = ()
+    bounces: BounceView = field(default_factory=BounceView)
+    incidents: tuple[Incident, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """The `status --json` document (scripts read it: its keys do not change)."""
+        """The `status --json` document (scripts read it: keys are added, never changed)."""
         return {
             "home": self.home,
             "last_run": self.last_run.to_doc() if self.last_run else None,
             "next_run": self.next_run,
-            "keywords": [
-                {
-                    "name": k.name,
-                    "stored": k.stored,
-                    "last_success": k.fetch.last_success,
-                    "last_fetched": k.fetch.fetched,
-                    "last_new": k.fetch.new,
-                    "error": k.fetch.error,
-                    "baseline": k.baseline,
-                }
-                for k in self.keywords
-            ],
+            "keywords": [_keyword_json(k) for k in self.keywords],
             "subscribers": self.subscribers,
             "deliveries": {
                 "pending": self.deliveries.pending,
@@ -85,84 +113,78 @@ class Status:
                 "failed": self.deliveries.failed,
                 "unknown": self.deliveries.unknown,
             },
-            "failed": [
-                {"email": f.email, "date": f.date, "status": f.status.value, "error": f.error}
-                for f in self.failed
+            "failed": [_failure_json(f) for f in self.failed],
+            "paused": [{"email": p.email, "reason": p.reason, "since": p.since} for p in self.paused],
+            "now": self.now,
+            "announcement_day": self.announcement_day,
+            "quiet_day_note": None if self.announcement_day else WEEKEND_NOTE,
+            "pending": [
+                {"email": w.email, "date": w.date, "created": w.created, "age_hours": round(w.age_hours, 1),
+                 "attempts": w.attempts, "last_error": w.error}
+                for w in self.pending
             ],
-            "paused": [{"email": p.email, "reason": p.reason} for p in self.paused],
+            "last_run_failed": [_failure_json(f) for f in self.last_run_failed],
+            "suppressed": [{"email": s.email, "reason": s.reason, "since": s.since}
+                           for s in self.bounces.suppressed],
+            "last_bounce_check": self.bounces.last_check,
+            "weekly": [{"email": w.email, "next_digest": w.next_digest} for w in self.weekly],
+            "incidents": [i.to_doc() for i in self.incidents],
         }
 
     def lines(self) -> list[str]:
         """The text `digestd status` prints."""
-        return [
-            f"instance: {self.home}",
-            *_run_lines(self.last_run),
-            f"next run: {self.next_run or 'no digestd.timer installed (see `digestd systemd`)'}",
-            "keywords:",
-            *(_keyword_line(k) for k in self.keywords),
-            *self._delivery_lines(),
-            *(["paused subscribers:"] if self.paused else []),
-            *(f"  {p.email}: {p.reason}" for p in self.paused),
-        ]
+        from digestd.ops.status_text import status_lines
 
-    def _delivery_lines(self) -> list[str]:
-        d = self.deliveries
-        lines = [f"subscribers: {self.subscribers}; deliveries: {d.pending} pending, "
-                 f"{d.sent} sent on the last run's day (older ones: state/sent/), "
-                 f"{d.failed} failed in the last 14 days"]
-        if d.unknown:
-            lines.append(f"  {d.unknown} unknown: the server never answered after the message was sent "
-                         "(resent once by the next run, with the same Message-ID)")
-        lines.extend(f"  {f.status.value} {f.date} {f.email}: {f.error}" for f in self.failed)
-        return lines
+        return status_lines(self)
 
 
-def _run_lines(run: RunSummary | None) -> list[str]:
-    if run is None:
-        return ["last run: never"]
-    lines = [f"last run: {run.time} ({run.date}): {run.outcome.value}, sent {run.sent}, "
-             f"pending {run.pending}, failed {run.failed}"]
-    if run.fatal:
-        lines.append(f"  stopped: {run.fatal}")
-    return lines
+def _keyword_json(k: KeywordState) -> dict[str, Any]:
+    return {
+        "name": k.name,
+        "stored": k.stored,
+        "last_success": k.fetch.last_success,
+        "last_fetched": k.fetch.fetched,
+        "last_new": k.fetch.new,
+        "error": k.fetch.error,
+        "baseline": k.baseline,
+        "quiet_days": k.quiet.streak,
+        "silent": k.quiet.silent,
+        "note": k.quiet.note,
+    }
 
 
-def _keyword_line(k: KeywordState) -> str:
-    state = "baseline pending" if k.baseline else f"{k.stored} stored"
-    f = k.fetch
-    last = "never fetched"
-    if f.last_success:
-        last = f"last fetch {f.last_success}: {f.fetched} fetched, {f.new} new"
-    err = f"; LAST ATTEMPT FAILED: {f.error}" if f.error else ""
-    return f"  {k.name}: {state}; {last}{err}"
+def _failure_json(f: Failure) -> dict[str, Any]:
+    return {"email": f.email, "date": f.date, "status": f.status.value, "error": f.error,
+            "attempts": f.attempts, "last_attempt": f.when}
 
 
-def gather(cfg: Config, next_timer: str | None) -> Status:
+def gather(cfg: Config, next_timer: str | None, now: datetime | None = None) -> Status:
+    now = now or datetime.now(UTC)
+    today = now.astimezone(cfg.tz).date() if cfg.tz else now.astimezone().date()
     store = PaperStore(cfg.paths.papers_db, read_only=True)
     outbox = Outbox(cfg.paths.outbox_db, read_only=True)
+    ops = OpsStore(cfg.paths.state_dir, read_only=True)
     try:
         held = store.by_keyword()
         fetches = {k.name: FetchStatus(k.name) for k in cfg.keywords} | store.fetch_status()
-        counts: Counter[DeliveryStatus] = Counter()
-        failed: list[Failure] = []
-        for d in outbox.all_deliveries():
-            counts[d.status] += 1
-            if d.status in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN):
-                failed.append(Failure(d.email, d.date, d.status, d.error))
+        deliveries = list(outbox.all_deliveries())
         cursors = outbox.load_cursors()
         last_run = store.last_run()
+        histories, incidents = ops.histories(), ops.incidents()
     finally:
+        ops.close()
         outbox.close()
         store.close()
-    paused = [Paused(s.email, "paused in subscribers.yaml")
-              for s in cfg.subscribers if s.status is SubscriberStatus.PAUSED]
-    paused += [Paused(email, cur.paused) for email, cur in sorted(cursors.items()) if cur.paused]
+    counts: Counter[DeliveryStatus] = Counter(d.status for d in deliveries)
+    pending = [d for d in deliveries if d.status is DeliveryStatus.PENDING]
+    failed = [_failure(d) for d in deliveries if d.status in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN)]
     return Status(
         home=str(cfg.paths.home),
         last_run=last_run,
         next_run=next_timer,
         keywords=tuple(
-            KeywordState(k.name, len(held.get(k.name, [])), not held.get(k.name), fetches[k.name])
+            KeywordState(k.name, len(held.get(k.name, [])), not held.get(k.name), fetches[k.name],
+                         judge(histories.get(k.name), today, cfg.settings.silent_days))
             for k in cfg.keywords
         ),
         subscribers=len(cfg.subscribers),
@@ -173,5 +195,59 @@ def gather(cfg: Config, next_timer: str | None) -> Status:
             unknown=counts[DeliveryStatus.UNKNOWN],
         ),
         failed=tuple(failed[-SHOWN_FAILURES:]),
-        paused=tuple(paused),
+        paused=tuple(_paused(cfg, cursors, today)),
+        now=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        announcement_day=is_announcement_day(today),
+        pending=tuple(_waiting(d, now) for d in pending[:SHOWN_PENDING]),
+        last_run_failed=tuple(_last_run_failures(failed, last_run)),
+        weekly=tuple(
+            Weekly(s.email, next_weekly(_since(cursors.get(s.email.lower())), today,
+                                        cfg.settings.weekly_day).isoformat())
+            for s in cfg.subscribers
+            if s.frequency is Frequency.WEEKLY and s.status is not SubscriberStatus.PAUSED
+        ),
+        bounces=read_bounce_view(cfg.paths.state_dir),
+        incidents=tuple(incidents.values()),
     )
+
+
+def _failure(d: Delivery) -> Failure:
+    return Failure(d.email, d.date, d.status, d.error, d.attempts, d.last_attempt)
+
+
+def _waiting(d: Delivery, now: datetime) -> Waiting:
+    created = datetime.fromisoformat(d.created.replace("Z", "+00:00"))
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    hours = max((now - created).total_seconds() / 3600, 0.0)
+    return Waiting(d.email, d.date, d.created, hours, d.attempts, d.error)
+
+
+def _last_run_failures(failed: list[Failure], last_run: RunSummary | None) -> list[Failure]:
+    """Failures whose last attempt came at or after the last run started (its summary time)."""
+    if last_run is None:
+        return []
+    return [f for f in failed if f.when and f.when >= last_run.time]
+
+
+def _since(cur: Cursor | None) -> str | None:
+    return (cur.last_queued or cur.since) if cur else None
+
+
+def _until(sub: Subscriber, today: date) -> str | None:
+    """The day a pause set on the manage page ends, while it lasts."""
+    return sub.paused_until.isoformat() if sub.paused_until is not None and today < sub.paused_until else None
+
+
+def _paused(cfg: Config, cursors: dict[str, Cursor], today: date) -> list[Paused]:
+    paused = [Paused(s.email, "paused in subscribers.yaml")
+              for s in cfg.subscribers if s.status is SubscriberStatus.PAUSED]
+    paused += [Paused(s.email, f"paused by them until {until} (digests again from that day)")
+               for s in cfg.subscribers
+               if s.status is not SubscriberStatus.PAUSED and (until := _until(s, today))]
+    paused += [Paused(email, cur.paused, cur.paused_on) for email, cur in sorted(cursors.items())
+               if cur.paused]
+    return paused
+
+
+__all__ = ["Status", "Suppressed", "gather"]

@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from markupsafe import Markup, escape
 
 from digestd.core.links import code_link
 from digestd.render.templates import TEXT_WIDTH, URL_RE
 
-MAX_AUTHORS = 5  # more than this: the first SHOWN_AUTHORS and "et al."
-SHOWN_AUTHORS = 3
+MAX_AUTHORS = 10  # more than this: the first ten and "et al."
 ABSTRACT_CHARS = 320
-_STOPWORDS = frozenset({"a", "an", "and", "for", "in", "of", "on", "or", "the", "to", "with", "via", "by"})
+CODE_HOSTS = frozenset({"github.com", "gitlab.com", "huggingface.co"})  # what a "Code" button names
 
 
 def shorten_authors(authors: Sequence[str], limit: int = MAX_AUTHORS) -> str:
-    """All names up to `limit`; a longer list as its first few and "et al."."""
+    """All names up to `limit`; a longer list as its first `limit` and "et al."."""
     if len(authors) <= limit:
         return ", ".join(authors)
-    return ", ".join(authors[: min(SHOWN_AUTHORS, limit)]) + " et al."
+    return ", ".join(authors[:limit]) + " et al."
 
 
 def shorten(text: str, limit: int = ABSTRACT_CHARS) -> tuple[str, bool]:
@@ -37,13 +37,25 @@ def shorten(text: str, limit: int = ABSTRACT_CHARS) -> tuple[str, bool]:
 
 
 def highlighter(keyword: str) -> re.Pattern[str] | None:
-    """Matches runs of the keyword's words (not its stopwords), whole words, any case."""
-    words = [w for w in re.findall(r"[\w-]+", keyword) if w.lower() not in _STOPWORDS and len(w) > 1]
+    """Matches the keyword's whole phrase, any case, a hyphen or space between its words
+    ("vision-language model" for "Vision Language Model"), a plural "s" allowed at its end.
+    A single word of a phrase alone is not a match: it says nothing about the topic."""
+    words = re.findall(r"\w+", keyword)
     if not words:
         return None
-    alts = "|".join(sorted((re.escape(w) for w in set(words)), key=len, reverse=True))
-    word = rf"(?<![\w-])(?:{alts})(?![\w-])"
-    return re.compile(rf"{word}(?:\s+{word})*", re.IGNORECASE)
+    body = r"[\s\-\u2010\u2011]+".join(re.escape(w) for w in words)
+    return re.compile(rf"(?<![\w-]){body}(?:e?s)?(?![\w-])", re.IGNORECASE)
+
+
+def code_url(*texts: str | None) -> str | None:
+    """The first github.com, gitlab.com or huggingface.co URL in an abstract or comment,
+    normalised by links.code_link (so it is a link issue "Trust" allows); None without one."""
+    for text in texts:
+        for m in URL_RE.finditer(text or ""):
+            url = code_link(m.group(0))
+            if url is not None and urlsplit(url).hostname in CODE_HOSTS:
+                return url
+    return None
 
 
 def highlight(text: str, pattern: re.Pattern[str] | None) -> Markup:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Protocol
@@ -26,6 +26,9 @@ from digestd.source.feed import parse_feed
 from digestd.source.http import Answer, BoundedHttp, ResponseRefused
 
 log = logging.getLogger(__name__)
+
+ID_SLICE = 100  # ids per id_list request: a short URL, a small answer
+LISTING_SLICE = 2000  # results per request at most, as arXiv's API terms ask
 
 
 class PaperSource(Protocol):
@@ -93,6 +96,35 @@ class ArxivSource:
 
     def fetch(self, keyword: Keyword, max_results: int) -> list[Paper]:
         params = query_params(search_for(keyword, max_results))
+        return self._fetch(params, keyword.name, max_results, "check the keyword's query")
+
+    def fetch_listing(self, keyword: Keyword, limit: int, since: str | None) -> list[Paper]:
+        """A listing's papers, newest first, in slices of at most LISTING_SLICE (arXiv's terms),
+        each request `delay` s after the last: until a short slice, `limit` papers, or a slice
+        reaching papers updated before `since` (those are held already)."""
+        papers: list[Paper] = []
+        while len(papers) < limit:
+            size = min(LISTING_SLICE, limit - len(papers))
+            params = {**query_params(search_for(keyword, size)), "start": str(len(papers))}
+            page = self._fetch(params, keyword.name, size, "check the listing's categories")
+            papers += page
+            if len(page) < size or (since is not None and page and page[-1].updated < since):
+                break
+        return papers
+
+    def fetch_ids(self, ids: Sequence[str]) -> list[Paper]:
+        """The papers of `ids` by `id_list`, ID_SLICE per request; an id arXiv does not
+        serve is simply absent from the answer (the caller says so)."""
+        papers: list[Paper] = []
+        for start in range(0, len(ids), ID_SLICE):
+            chunk = list(ids[start : start + ID_SLICE])
+            search = arxiv.Search(id_list=chunk, max_results=len(chunk))
+            params = {**query_params(search), "search_query": ""}
+            papers += self._fetch(params, f"{len(chunk)} interest papers", len(chunk), "check the ids")
+        return papers
+
+    def _fetch(self, params: Mapping[str, str], label: str, max_results: int, hint: str) -> list[Paper]:
+        """One answer for `params`, retried within arXiv's pace; its papers, read strictly."""
         retry_after = 0.0
         last_error = "no attempt"
         for attempt in range(self.retries + 1):
@@ -104,24 +136,24 @@ class ArxivSource:
                 raise
             except FetchError as err:
                 last_error = str(err)
-                log.info("%s: attempt %d failed: %s", keyword.name, attempt + 1, err)
+                log.info("%s: attempt %d failed: %s", label, attempt + 1, err)
                 retry_after = self.delay * (2**attempt)
                 continue
             status = answer.status
             if status == 200:
-                return parse_feed(answer.body, max_results, keyword=keyword.name)
+                return parse_feed(answer.body, max_results, keyword=label)
             last_error = f"arXiv answered HTTP {status}"
             if status == 429 or status >= 500:
                 retry_after = _retry_after(answer.headers) or self.delay * (2**attempt)
                 if retry_after > self.max_retry_after:
                     raise FetchError(f"{last_error} and asked to wait {retry_after:.0f} s; try later")
-                log.info("%s: %s, retrying in %.1f s", keyword.name, last_error, retry_after)
+                log.info("%s: %s, retrying in %.1f s", label, last_error, retry_after)
                 continue
             if status == 400:
                 try:
                     parse_feed(answer.body)
                 except FetchError as err:
-                    raise FetchError(f"{err} (HTTP 400; check the keyword's query)") from None
+                    raise FetchError(f"{err} (HTTP 400; {hint})") from None
             raise FetchError(last_error)
         raise FetchError(f"{last_error} (gave up after {self.retries + 1} attempts)")
 

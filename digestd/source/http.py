@@ -244,6 +244,7 @@ class BoundedHttp:
     def get(self, url: str, params: Mapping[str, str], *, timeout: float, max_bytes: int) -> Answer:
         """One GET: connect, headers and body all within `timeout` seconds of wall-clock time,
         the body at most `max_bytes` once decoded. Any failure is a FetchError."""
+        check_resolves(url, min(DNS_LIMIT, timeout))
         answered = False
         deadline = _Deadline(timeout)
         timeouts = (min(10.0, timeout), timeout)
@@ -263,6 +264,43 @@ class BoundedHttp:
             if isinstance(err, requests.ConnectionError) and not answered:
                 raise FetchError(f"cannot reach arXiv at {url}: {_reason(err)}") from None
             raise FetchError(f"request to arXiv failed: {_reason(err)}") from None
+
+
+DNS_LIMIT = 10.0  # seconds a host name may take to resolve (the resolver's own retries take longer)
+DNS_HINT = "check the network, or set DIGESTD_ARXIV_API_URL to an arXiv API address that resolves"
+
+
+def check_resolves(url: str, limit: float) -> None:
+    """Resolve the host first, in a thread bounded by `limit`: getaddrinfo has no timeout of its
+    own, and an unknown name is not retried (offline, asking again gets the same answer)."""
+    parts = urllib3.util.parse_url(url)
+    host = parts.host
+    if not host or _is_ip(host.strip("[]")):
+        return
+    failures: list[OSError] = []
+
+    def lookup() -> None:
+        try:
+            socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+        except OSError as err:
+            failures.append(err)
+
+    worker = threading.Thread(target=lookup, name="digestd-dns", daemon=True)
+    worker.start()
+    worker.join(limit)
+    if worker.is_alive():
+        raise ResponseRefused(f"the host name {host} did not resolve within {limit:g} s: {DNS_HINT}")
+    if failures and isinstance(failures[0], socket.gaierror):
+        why = failures[0].strerror or str(failures[0])
+        raise ResponseRefused(f"cannot resolve the host name {host} ({why}): {DNS_HINT}")
+
+
+def _is_ip(host: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            socket.inet_pton(family, host)
+            return True
+    return False
 
 
 def _too_slow(timeout: float) -> ResponseRefused:

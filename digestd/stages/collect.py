@@ -6,7 +6,7 @@ README section stay as they were, and a later run catches it up."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -14,9 +14,10 @@ from digestd.config.settings import Config
 from digestd.core.diff import SuspiciousResponse, diff_keyword, in_categories
 from digestd.core.models import KeywordFetch, RunReport
 from digestd.core.plan import retention
-from digestd.core.records import Dropped, FetchStatus
+from digestd.core.records import Cursor, Dropped, FetchStatus
 from digestd.errors import FetchError
 from digestd.source.arxiv import PaperSource
+from digestd.stages.follow import fetch_keyword, keep_count, local_checks
 from digestd.store.outbox import Outbox
 from digestd.store.papers import Held, PaperStore
 
@@ -37,6 +38,7 @@ def collect(
     cfg: Config,
     store: PaperStore,
     outbox: Outbox,
+    cursors: Mapping[str, Cursor],
     source: PaperSource,
     dry_run: bool,
     now: datetime,
@@ -49,24 +51,25 @@ def collect(
     held_all = store.by_keyword()
     seen = store.seen_ids()
     seq = store.seq + 1
-    floors = retention(cfg.subscribers, cfg.keywords, outbox.load_cursors(), outbox.pending())
+    floors = retention(cfg.subscribers, cfg.keywords, cursors, outbox.pending())
     stored: Held = {}
     status: list[FetchStatus] = []
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for kw in cfg.keywords:
         held = held_all.get(kw.name, [])
         try:
-            fetched = source.fetch(kw, s.max_results)
+            fetched = fetch_keyword(source, kw, s.max_results, held)  # a listing pages
             if not fetched and held:
                 raise FetchError("arXiv returned an empty page for a keyword that has papers")
             fetched = in_categories(fetched, kw)  # after the check: a filtered-out day is no error
+            fetched = local_checks(fetched, kw)  # exclusions (arXiv stems), primary_only
             low, pend_ids = floors.get(kw.name, (1 << 60, set()))
             keep = frozenset(pend_ids | {p.id for q, p in held if q > low})
             result = diff_keyword(
                 held,
                 fetched,
                 seq=seq,
-                max_results=s.max_results,
+                max_results=keep_count(kw, s.max_results, fetched),
                 stale_margin_days=s.stale_margin_days,
                 keep_ids=keep,
                 known_ids=frozenset(seen.get(kw.name, {})),

@@ -8,11 +8,13 @@ from datetime import UTC, date, datetime
 from digestd.config.settings import Config
 from digestd.core.models import RunReport
 from digestd.core.plan import plan
-from digestd.core.records import Delivery, DeliveryStatus
+from digestd.core.records import Cursor, Delivery, DeliveryStatus
 from digestd.mail.message import message_id
 from digestd.render.digest import plural
+from digestd.stages.follow import rank_planned
 from digestd.store.outbox import Outbox
 from digestd.store.papers import Held
+from digestd.store.suppressions import blocked
 
 
 def queue(
@@ -20,49 +22,56 @@ def queue(
     papers: Held,
     seq: int,
     outbox: Outbox,
+    cursors: Mapping[str, Cursor],
     history: Mapping[str, Mapping[str, int]],
     today: date,
     now: datetime,
     report: RunReport,
     *,
     dry_run: bool,
-) -> list[Delivery]:
-    """Queue one pending delivery per due subscriber, with their cursors, in one atomic write."""
+) -> tuple[list[Delivery], dict[str, Cursor]]:
+    """Queue one pending delivery per due subscriber, with their cursors, in one atomic write;
+    the queued deliveries and every subscriber's next cursor."""
     start = max(seq - 1, 0) if any(k.new for k in report.keywords) else seq
-    planned, cursors = plan(
+    planned, after = plan(
         cfg.subscribers,
         cfg.keywords,
         papers,
-        outbox.load_cursors(),
+        cursors,
         seq=seq,
         start_seq=start,
         today=today,
         weekly_day=cfg.settings.weekly_day,
         history=history,
     )
+    suppressed = blocked(cfg.paths.suppressions_db, [p.email for p in planned])
+    planned = [p for p in planned if p.email.lower() not in suppressed]  # their papers are skipped
+    ranked = rank_planned(cfg, papers, planned)  # by relevance to each reader's interests
     created = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     iso = today.isoformat()
     deliveries = [
         Delivery(
             key=0,
-            email=p.email,
-            name=p.name,
+            email=r.digest.email,
+            name=r.digest.name,
             run=seq,
             date=iso,
             created=created,
-            papers={kw: tuple(ids) for kw, ids in p.papers.items()},
-            message_id=message_id(cfg.sender, p.email, seq, iso),
+            papers={kw: tuple(ids) for kw, ids in r.digest.papers.items()},
+            message_id=message_id(cfg.sender, r.digest.email, seq, iso),
             status=DeliveryStatus.PENDING,
+            for_you=r.for_you,
+            more=r.more,
         )
-        for p in planned
+        for r in ranked
     ]
     if dry_run:
         for d in deliveries:
             n = len({pid for ids in d.papers.values() for pid in ids})
             report.messages.append(f"would mail {d.email}: {plural(n, 'new paper')}")
         report.would_mail = len(deliveries)
-        return []
+        return [], dict(cursors)
     queued = outbox.add_deliveries(deliveries)
-    outbox.save_cursors(cursors)
+    outbox.save_cursors(after)
     outbox.commit()  # the outbox write: pending deliveries and cursors together
-    return queued
+    return queued, after

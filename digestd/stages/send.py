@@ -9,18 +9,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from digestd.config.settings import Config
-from digestd.core.models import Paper, RunReport
+from digestd.core.models import Frequency, Paper, RunReport
+from digestd.core.morelike import more_like_link
 from digestd.core.pause import after_outcome
 from digestd.core.records import Cursor, Delivery, DeliveryStatus
-from digestd.errors import ConfigError, MessageError, StateError
+from digestd.errors import ConfigError, DigestdError, MessageError, StateError
 from digestd.mail.message import Envelope, build_message, message_id
 from digestd.mail.transport import Job, Outcome, Transport
-from digestd.render.digest import DigestRenderer, count_papers, group_for_subscriber, plural
+from digestd.mail.verp import verp_sender
+from digestd.render.digest import DigestRenderer, Entry, count_new_updated, group_for_subscriber
+from digestd.render.subject import period_label, subject_line
+from digestd.site.days import keyword_order, slugs
+from digestd.store.archive import ArchiveEntry, ArchiveStore
 from digestd.store.outbox import Outbox
 from digestd.store.papers import Held
+from digestd.store.suppressions import blocked
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +69,18 @@ def send(
     outbox: Outbox,
     transport: Transport,
     deliveries: Sequence[Delivery],
+    cursors: Mapping[str, Cursor],
     report: RunReport,
-) -> None:
+) -> dict[str, Cursor]:
     """Send `deliveries`; each outcome is recorded (and made durable) before its connection
-    takes the next one. One digest that cannot be built fails alone."""
+    takes the next one. One digest that cannot be built fails alone. Returns the cursors as
+    the outcomes left them (failure streaks, pauses), also saved."""
     by_kw = {kw: {p.id: p for _, p in items} for kw, items in held.items()}
     digests = DigestBuilder(cfg)
     by_key = {d.key: d for d in deliveries}
-    cursors = outbox.load_cursors()
+    cursors = dict(cursors)
     subscribed = {sub.email.lower() for sub in cfg.subscribers}
+    suppressed = blocked(cfg.paths.suppressions_db, [d.email for d in deliveries])
     sent_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
     commits = GroupCommit(outbox)
 
@@ -85,6 +95,8 @@ def send(
             error=outcome.detail or None if outcome.status is not DeliveryStatus.SENT else None,
             sent_at=sent_at if outcome.status is DeliveryStatus.SENT else None,
             resends=resends,
+            attempts=d.attempts + 1,
+            last_attempt=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
         if outcome.status is DeliveryStatus.SENT:
             report.sent += 1
@@ -97,6 +109,7 @@ def send(
         pause_after = cfg.settings.pause_after_failures
         cursors[key], note = after_outcome(cur, outcome.status, outcome.detail, pause_after)
         if note:
+            cursors[key] = replace(cursors[key], paused_on=sent_at[:10])  # `status` shows since when
             report.messages.append(f"paused {d.email}: {note}")
         await commits.durable()
 
@@ -104,6 +117,10 @@ def send(
         for d in deliveries:
             if d.email.lower() not in subscribed:  # unsubscribed (or removed) since it was queued
                 await on_outcome(_no_job(d), Outcome(DeliveryStatus.FAILED, "no longer a subscriber"))
+                continue
+            if d.email.lower() in suppressed:  # bounced or complained since it was queued
+                gone = Outcome(DeliveryStatus.FAILED, "suppressed: see `digestd subscribers list`")
+                await on_outcome(_no_job(d), gone)
                 continue
             try:
                 env = digests.envelope(d, by_kw)
@@ -127,6 +144,7 @@ def send(
         report.fatal = result.fatal
     if result.unreachable and result.unreachable not in report.messages:
         report.messages.append(result.unreachable)
+    return cursors
 
 
 def _no_job(d: Delivery) -> Job:
@@ -139,10 +157,32 @@ class DigestBuilder:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.renderers: dict[str, DigestRenderer] = {}
+        self._site: tuple[dict[str, str], dict[tuple[str, str], str]] | None = None
+
+    def site(self) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+        """The site's keyword slugs and each archived paper's day (issue "Archive"), so a
+        digest's "more" links the card where the site has it; papers of this run are not
+        archived yet and go to the digest's day. Read once, only with public_url."""
+        if self._site is None:
+            configured = [k.name for k in self.cfg.keywords]
+            entries: list[ArchiveEntry] = []
+            if self.cfg.settings.public_url and self.cfg.paths.archive_db.exists():
+                try:
+                    store = ArchiveStore(self.cfg.paths.archive_db, read_only=True)
+                    try:
+                        entries = store.entries()
+                    finally:
+                        store.close()
+                except DigestdError as err:  # the site stage names it; links go to the digest's day
+                    log.warning("the archive cannot be read for the digest's links: %s", err)
+            days = {(e.keyword, e.paper.id): e.day for e in entries}
+            self._site = (slugs(keyword_order(configured, entries)), days)
+        return self._site
 
     def renderer(self, day: str) -> DigestRenderer:
         if day not in self.renderers:
             s = self.cfg.settings
+            names, days = self.site()
             self.renderers[day] = DigestRenderer(
                 self.cfg.paths.templates,
                 date=day,
@@ -151,8 +191,21 @@ class DigestBuilder:
                 full_abstracts=s.full_abstracts,
                 public_url=s.public_url,
                 secret=self.cfg.secret,
+                slugs=names,
+                paper_days=days,
             )
         return self.renderers[day]
+
+    def personal(self, d: Delivery, sections: list[tuple[str, list[Entry]]]) -> list[tuple[str, list[Entry]]]:
+        """This reader's marks (issue "Follow"): "For you" and a signed "more like this" link."""
+        url, secret = self.cfg.settings.public_url, self.cfg.secret
+        mine = set(d.for_you)
+
+        def like(paper_id: str) -> str | None:
+            return more_like_link(url, secret, d.email, paper_id) if url and secret else None
+
+        return [(kw, [replace(e, for_you=e.paper.id in mine, more_like=like(e.paper.id)) for e in entries])
+                for kw, entries in sections]
 
     def envelope(self, d: Delivery, by_kw: Mapping[str, Mapping[str, Paper]]) -> Envelope | None:
         cfg = self.cfg
@@ -160,16 +213,19 @@ class DigestBuilder:
             kw: [by_kw[kw][i] for i in ids if i in by_kw.get(kw, {})] for kw, ids in d.papers.items()
         }
         order = [k.name for k in cfg.keywords] + [kw for kw in additions if cfg.keyword(kw) is None]
-        sections = group_for_subscriber(order, additions)
+        sections = self.personal(d, group_for_subscriber(order, additions))
         if not sections:
             return None
-        text, html = self.renderer(d.date).render(d.email, sections)
-        subject = f"{cfg.settings.list_name} {d.date}: {plural(count_papers(sections), 'new paper')}"
+        sub = next((x for x in cfg.subscribers if x.email.lower() == d.email.lower()), None)
+        period = period_label(d.date, sub is not None and sub.frequency is Frequency.WEEKLY)
+        text, html = self.renderer(d.date).render(d.email, sections, period=period, more_in=d.more)
+        new, updated = count_new_updated(sections, d.date)
+        subject = subject_line(cfg.settings.list_name, period, new, updated, [kw for kw, _ in sections])
         return self.message(d, subject, text, html)
 
     def message(self, d: Delivery, subject: str, text: str, html: str) -> Envelope:
         r = self.renderer(d.date)
-        return build_message(
+        env = build_message(
             sender=self.cfg.sender,
             to_email=d.email,
             to_name=d.name,
@@ -182,6 +238,10 @@ class DigestBuilder:
             text=text,
             html=html,
         )
+        bounce_to, secret = self.cfg.settings.bounce_address, self.cfg.secret
+        if bounce_to and secret:  # VERP: a bounce names the subscriber and the run
+            env = replace(env, sender=verp_sender(bounce_to, secret, d.email, d.run))
+        return env
 
 
 def check(cfg: Config, today: str) -> None:

@@ -217,9 +217,15 @@ class Outbox:
         error: str | None = None,
         sent_at: str | None = None,
         resends: int | None = None,
+        attempts: int | None = None,
+        last_attempt: str | None = None,
     ) -> None:
         """Record one delivery outcome in memory; `sync()` makes it durable."""
         fields: dict[str, Any] = {"status": status.value, "error": error}
+        if attempts is not None:
+            fields["attempts"] = attempts
+        if last_attempt is not None:
+            fields["last_attempt"] = last_attempt
         if sent_at is not None:
             fields["sent_at"] = sent_at
         if resends is not None:

@@ -29,6 +29,20 @@ _LAYOUT = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
 <title>{title}</title>
+<style>
+form{{margin:12px 0}} fieldset{{border:1px solid #d0d7de;border-radius:6px;margin:0 0 14px;padding:8px 12px}}
+legend{{font-weight:600;padding:0 4px}} label{{display:block;padding:6px 0;min-height:24px}}
+input[type=checkbox],input[type=radio]{{width:20px;height:20px;margin:0 8px 0 0;vertical-align:-4px}}
+input[type=email],input[type=date]{{font:inherit;width:100%;box-sizing:border-box;padding:8px;\
+border:1px solid #8c959f;border-radius:6px}}
+button{{font:inherit;font-weight:600;color:#fff;background:#0a4f94;border:0;border-radius:6px;\
+padding:10px 18px;min-height:44px;cursor:pointer;margin:4px 8px 4px 0}}
+button.quiet{{color:#0a4f94;background:#fff;border:1px solid #0a4f94}}
+:focus-visible{{outline:3px solid #d4a72c;outline-offset:2px}}
+.note{{background:#f1f8ff;border:1px solid #9ec5fe;border-radius:6px;padding:8px 12px}}
+.error{{background:#fff1f0;border:1px solid #ffa39e;border-radius:6px;padding:8px 12px}}
+a{{color:#0a4f94}}
+</style>
 </head>
 <body style="margin:0;padding:0 12px;background:#eef1f4;color:#1f2328;font-size:16px;line-height:1.5;\
 font-family:-apple-system,BlinkMacSystemFont,'Segoe UI',Roboto,Helvetica,Arial,sans-serif">
@@ -83,6 +97,20 @@ def invalid_link() -> Page:
             "bottom of your latest digest, or reply to it.</p>"
         ),
     )
+
+
+def forbidden() -> Page:
+    """403 for a forged, altered or stale link (manage, confirm): plain, naming no one."""
+    return Page(HTTPStatus.FORBIDDEN, "This link is not valid",
+                Markup("<p>This link was changed, is incomplete or is no longer valid. Please use "
+                       "the link in your latest digest.</p>"))
+
+
+def cross_site() -> Page:
+    """403 for a POST without this site's form token or from another site's page (CSRF)."""
+    return Page(HTTPStatus.FORBIDDEN, "Please use the form on this site",
+                Markup("<p>This request did not come from this site's own form, or the form is "
+                       "too old; nothing was changed. Open the page again and resubmit it.</p>"))
 
 
 def confirm_unsubscribe(list_name: str, email: str) -> Page:

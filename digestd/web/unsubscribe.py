@@ -6,10 +6,11 @@
                                  (comments and order kept) and answers 200, no redirect
 
 TOKEN is an opaque id of the address and an HMAC of it (digestd.core.tokens) under
-DIGESTD_SECRET(_FILE); the server finds the subscriber by the ids of the current ones. A forged
-or altered token gets 403 and changes nothing; a genuine token for an address no longer
-subscribed gets 200 "already unsubscribed", so a repeated click is harmless. The path may
-carry any prefix (`/digest/unsubscribe/TOKEN`), so a reverse proxy may mount it anywhere under
+DIGESTD_SECRET(_FILE), or a previous key still listed in DIGESTD_SECRET_PREVIOUS; the server
+finds the subscriber by the ids of the current ones. A forged or altered token gets 403 and
+changes nothing; a genuine token for an address no longer subscribed gets 200 "already
+unsubscribed", so a repeated click is harmless. The path may carry any prefix
+(`/digest/unsubscribe/TOKEN`), so a reverse proxy may mount it anywhere under
 `settings.public_url`. The HTTP plumbing (backlog, connection cap, idle timeout, cut requests)
 is digestd.web.server's.
 
@@ -28,10 +29,13 @@ from pathlib import Path
 from digestd.config import subscribers as subscriptions
 from digestd.config.load import load_config
 from digestd.config.settings import Config, Paths
-from digestd.core.tokens import Token, address_id, read_token
+from digestd.core.models import Subscriber
+from digestd.core.tokens import Keys, Token, address_id, read_token
 from digestd.errors import ConfigError, DigestdError
 from digestd.web import pages
-from digestd.web.server import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, Handler, Server
+from digestd.web.app import AppServer, Request, Route
+from digestd.web.forms import same_origin
+from digestd.web.server import DEFAULT_HOST, DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +43,45 @@ _PATH = re.compile(r"^(?:.*/)?unsubscribe/([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)/?$")
 
 
 class Directory:
-    """Token id -> subscribed address. A token carries no address, so the ids of the current
-    subscribers are computed, once per version of subscribers.yaml (its inode, size and times)."""
+    """Token id -> subscriber. A token carries no address, so the ids of the current
+    subscribers are computed (under every accepted key), once per version of subscribers.yaml
+    (its inode, size and times)."""
 
-    def __init__(self, home: Path, secret: bytes) -> None:
+    def __init__(self, home: Path, keys: Keys) -> None:
         self._home = home
         self._path = Paths(home).subscribers
-        self._secret = secret
+        self._keys = keys
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int, int] | None = None
-        self._ids: dict[str, str] = {}
+        self._ids: dict[str, Subscriber] = {}
+        self._config: Config | None = None
 
     def find(self, token_id: str) -> str | None:
         """The subscribed address (spelt as in the file) whose id this is, or None."""
+        sub = self.subscriber(token_id)
+        return sub.email if sub is not None else None
+
+    def subscriber(self, token_id: str) -> Subscriber | None:
+        """The current subscriber whose id this is, or None."""
         with self._lock:
             fresh = self._stamp is None or self._stamp != self._stat()
             if fresh:
                 self._load()
-            email = self._ids.get(token_id)
-            if email is None and not fresh:
+            sub = self._ids.get(token_id)
+            if sub is None and not fresh:
                 # A miss is the one answer a stale cache could get wrong ("already unsubscribed"
                 # for someone just added): make sure with the file itself.
                 self._load()
-                email = self._ids.get(token_id)
-            return email
+                sub = self._ids.get(token_id)
+            return sub
+
+    def config(self) -> Config:
+        """The instance as last read (fresh if the file changed)."""
+        with self._lock:
+            if self._config is None or self._stamp is None or self._stamp != self._stat():
+                self._load()
+            assert self._config is not None
+            return self._config
 
     def _stat(self) -> tuple[int, int, int, int] | None:
         try:
@@ -74,7 +93,8 @@ class Directory:
     def _load(self) -> None:
         before = self._stat()
         cfg = load_config(self._home, env={})
-        self._ids = {address_id(self._secret, s.email): s.email for s in cfg.subscribers}
+        self._config = cfg
+        self._ids = {address_id(key, s.email): s for key in self._keys.all for s in cfg.subscribers}
         # Cached only if the file did not change while it was read.
         self._stamp = before if before is not None and before == self._stat() else None
 
@@ -140,13 +160,15 @@ class Remover:
 
 
 class Endpoint:
-    """What a request needs: the list's name, the key, and the instance's subscribers."""
+    """What a request needs: the list's name, the keys, and the instance's subscribers."""
 
-    def __init__(self, home: Path, secret: bytes, list_name: str) -> None:
+    def __init__(self, home: Path, secret: bytes | Keys, list_name: str,
+                 public_url: str | None = None) -> None:
         self.home = home
-        self.secret = secret
+        self.keys = secret if isinstance(secret, Keys) else Keys(secret)
         self.list_name = list_name
-        self.directory = Directory(home, secret)
+        self.public_url = public_url
+        self.directory = Directory(home, self.keys)
         self.remover = Remover(home)
 
     def find(self, token: Token) -> str | None:
@@ -154,90 +176,79 @@ class Endpoint:
         return self.directory.find(token.id)
 
 
-class UnsubscribeHandler(Handler):
-    server: UnsubscribeServer
-    secret_in_path = re.compile(r"(?<=unsubscribe/)[^\s?#'\"]+")
-
-    def _token(self) -> tuple[Token | None, bool]:
-        """(token, matched): the genuine token in the path, or None for a forged one; matched
-        is False for a path that is not an unsubscribe link at all."""
-        m = _PATH.match(self.path.split("?", 1)[0].split("#", 1)[0])
-        if m is None:
-            return None, False
-        return read_token(self.server.endpoint.secret, m.group(1)), True
-
-    def _confirm_page(self) -> pages.Page:
-        token, matched = self._token()
-        if not matched:
-            return pages.not_found()
-        if token is None:
-            return pages.invalid_link()
-        ep = self.server.endpoint
-        try:
-            email = ep.find(token)
-        except DigestdError as err:
-            log.error("unsubscribe page: %s", err)
-            return pages.unavailable("The subscription list cannot be read right now.")
-        if email is None:
-            return pages.unsubscribed(ep.list_name, token.email, already=True)
-        return pages.confirm_unsubscribe(ep.list_name, email)
-
-    def do_GET(self) -> None:
-        self.send_page(self._confirm_page())
-
-    def do_HEAD(self) -> None:
-        self.send_page(self._confirm_page(), head=True)
-
-    def do_POST(self) -> None:
-        # The body says List-Unsubscribe=One-Click; the token decides. A body cut short is a
-        # request the client gave up on: nothing is done.
-        if self.read_body() is not None:
-            self.send_page(self._unsubscribe_page())
-
-    def _unsubscribe_page(self) -> pages.Page:
-        token, matched = self._token()
-        if not matched:
-            return pages.not_found()
-        if token is None:
-            log.warning("unsubscribe: refused a forged or altered token")
-            return pages.invalid_link()
-        return self._unsubscribe(token)
-
-    def _unsubscribe(self, token: Token) -> pages.Page:
-        ep = self.server.endpoint
-        try:
-            email = ep.find(token)
-        except DigestdError as err:
-            log.error("unsubscribe failed: %s", err)
-            return pages.unsubscribe_failed()
-        if email is None:
-            return pages.unsubscribed(ep.list_name, token.email, already=True)
-        result = ep.remover.remove(email)  # returns once the change is on disk
-        if result.error is not None:
-            log.error("unsubscribe %s failed: %s", email, result.error)
-            return pages.unsubscribe_failed()
-        if not result.removed:
-            return pages.unsubscribed(ep.list_name, email, already=True)
-        log.info("unsubscribed %s (one-click link)", email)
-        return pages.unsubscribed(ep.list_name, email, already=False)
+_SECRET = re.compile(r"(?<=unsubscribe/)[^\s?#'\"]+")
 
 
-class UnsubscribeServer(Server):
-    """The shared server plumbing, with the endpoint its handlers answer from."""
+def routes(ep: Endpoint) -> list[Route]:
+    """GET: the confirmation page; POST: unsubscribe (RFC 8058), under any path prefix."""
+    return [Route(_PATH, get=lambda r: confirm_page(ep, r), post=lambda r: unsubscribe_page(ep, r),
+                  secret=_SECRET)]
 
-    def __init__(self, address: tuple[str, int], endpoint: Endpoint,
-                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
-        self.endpoint = endpoint
-        super().__init__(address, UnsubscribeHandler, name="unsubscribe", idle_timeout=idle_timeout)
+
+def confirm_page(ep: Endpoint, request: Request) -> pages.Page:
+    token = read_token(ep.keys, request.match.group(1))
+    if token is None:
+        return pages.invalid_link()
+    try:
+        email = ep.find(token)
+    except DigestdError as err:
+        log.error("unsubscribe page: %s", err)
+        return pages.unavailable("The subscription list cannot be read right now.")
+    if email is None:
+        return pages.unsubscribed(ep.list_name, token.email, already=True)
+    return pages.confirm_unsubscribe(ep.list_name, email)
+
+
+def unsubscribe_page(ep: Endpoint, request: Request) -> pages.Page:
+    # The body says List-Unsubscribe=One-Click; the token decides (mail providers POST it
+    # without a form token or an Origin: the token in the path is the capability).
+    token = read_token(ep.keys, request.match.group(1))
+    if token is None:
+        log.warning("unsubscribe: refused a forged or altered token")
+        return pages.invalid_link()
+    if not same_origin(request.headers, ep.public_url):
+        log.warning("unsubscribe: refused a POST from another site")
+        return pages.cross_site()
+    return unsubscribe(ep, token)
+
+
+def unsubscribe(ep: Endpoint, token: Token) -> pages.Page:
+    try:
+        email = ep.find(token)
+    except DigestdError as err:
+        log.error("unsubscribe failed: %s", err)
+        return pages.unsubscribe_failed()
+    if email is None:
+        return pages.unsubscribed(ep.list_name, token.email, already=True)
+    result = ep.remover.remove(email)  # returns once the change is on disk
+    if result.error is not None:
+        log.error("unsubscribe %s failed: %s", email, result.error)
+        return pages.unsubscribe_failed()
+    if not result.removed:
+        return pages.unsubscribed(ep.list_name, email, already=True)
+    log.info("unsubscribed %s (one-click link)", email)
+    return pages.unsubscribed(ep.list_name, email, already=False)
+
+
+def site_routes(cfg: Config, keys: Keys) -> list[Route]:
+    """Every endpoint of `digestd serve`, in the order they are tried (a site at `/` last)."""
+    from digestd.web import manage, morelike, signup
+    from digestd.web.signup_mail import Mailer
+
+    ep = Endpoint(home=cfg.paths.home, secret=keys, list_name=cfg.settings.list_name,
+                  public_url=cfg.settings.public_url)
+    mailer = Mailer(cfg.smtp, cfg.paths.maildir, cfg.sender)
+    return [*routes(ep), *manage.routes(manage.Manager(ep)), *signup.routes(signup.Signup(ep, mailer)),
+            *morelike.routes(ep)]
 
 
 def make_server(cfg: Config, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> UnsubscribeServer:
+                idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> AppServer:
     """A server bound to host:port; ConfigError without a secret, DigestdError if it cannot bind."""
     if not cfg.secret:
         raise ConfigError(
             "digestd serve needs the key that signs unsubscribe links: set DIGESTD_SECRET_FILE "
             "(or DIGESTD_SECRET) to the same value the runs use (see digestd.env.example)"
         )
-    endpoint = Endpoint(home=cfg.paths.home, secret=cfg.secret, list_name=cfg.settings.list_name)
-    return UnsubscribeServer((host, port), endpoint, idle_timeout)
+    keys = Keys(cfg.secret, cfg.previous_secrets)
+    return AppServer((host, port), site_routes(cfg, keys), name="unsubscribe", idle_timeout=idle_timeout)

@@ -1,0 +1,27 @@
+"""Pure: the site's names and addresses, for the site itself and for the digest that links to it.
+
+Kept free of other digestd imports so digestd/render can use it without a cycle.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def slug(keyword: str) -> str:
+    """The keyword lowercased, every run of other characters one `-`: `video-anomaly-detection`."""
+    return _NOT_WORD.sub("-", keyword.lower()).strip("-") or "keyword"
+
+
+def paper_anchor(keyword_slug: str, paper_id: str) -> str:
+    """The id of a paper's card on its day page: unique per keyword (a paper may be under two)."""
+    return f"{keyword_slug}--{_NOT_WORD.sub('-', paper_id.lower())}"
+
+
+def day_url(public_url: str | None, day: str) -> str | None:
+    """The day page's absolute URL under `public_url` (None without one: nothing to link to)."""
+    if not public_url:
+        return None
+    return f"{public_url.rstrip('/')}/days/{day}.html"

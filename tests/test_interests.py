@@ -1,0 +1,227 @@
+"""Issue 12, points 3 and 6: interests (arXiv ids and BibTeX files) fetched once by id_list,
+kept in state, each digest's papers ordered by relevance to them and marked "for you"; bad
+interests exit 2 naming file, line and entry; an id arXiv no longer serves is skipped."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from conftest import Inbox, at, cli, run_once, smtp_env, write_instance
+from fakearxiv import ID_LIST, FakeArxiv
+from fixtures import SEED_000, SEED_001, FixturePaper, parse_seed
+
+from digestd.config.load import load_config
+from digestd.core.records import Delivery
+from digestd.errors import ConfigError
+from digestd.store.interests import InterestStore
+from digestd.store.outbox import Outbox
+
+VAD, VLM = "Video Anomaly Detection", "Vision Language Model"
+MIXED = "Mixed"
+
+
+def mixed_feed() -> list[FixturePaper]:
+    """One keyword carrying two topics' papers of the newer snapshot, newest first."""
+    new = parse_seed(SEED_001)
+    papers = {p.id: p for p in new[VAD] + new[VLM]}
+    return sorted(papers.values(), key=lambda p: p.updated, reverse=True)
+
+
+def interests_of_older(topic: str, n: int = 6) -> list[FixturePaper]:
+    return parse_seed(SEED_000)[topic][:n]
+
+
+def two_days(home: Path, fake: FakeArxiv, env: dict[str, str] | None = None) -> None:
+    """Day 1 stores the two oldest (baseline, nothing mailed); day 2 brings the rest as new."""
+    feed = mixed_feed()
+    fake.feeds[MIXED] = feed[-2:]
+    run_once(home, fake, env=env, now=at("2025-12-20"))
+    fake.feeds[MIXED] = feed
+    run_once(home, fake, env=env, now=at("2025-12-23"))
+
+
+def cards(html: str) -> dict[str, str]:
+    """A mailed digest's paper cards by arXiv id."""
+    out = {}
+    for card in html.split('<div class="card"')[1:]:
+        m = re.search(r">arXiv:(\d{4}\.\d{4,5})v\d+<", card)
+        assert m, card
+        out[m[1]] = card.split("</div>", 1)[0]
+    return out
+
+
+def deliveries(home: Path) -> dict[str, Delivery]:
+    outbox = Outbox(home / "state" / "outbox.json", read_only=True)
+    try:
+        return {d.email: d for d in outbox.all_deliveries()}
+    finally:
+        outbox.close()
+
+
+def test_a_reader_with_interests_gets_their_topic_first_and_marked(
+    tmp_path: Path, smtp: tuple[Controller, Inbox]
+) -> None:
+    liked = interests_of_older(VAD)
+    subs = [{"email": "alice@example.org", "interests": [p.id for p in liked]}, {"email": "bob@example.org"}]
+    write_instance(tmp_path, [MIXED], subs, timezone="UTC")
+    with FakeArxiv() as fake:
+        fake.extra = liked
+        two_days(tmp_path, fake, smtp_env(smtp[0]))
+        by_id = [r for r in fake.requests if r.keyword == ID_LIST]
+    assert len(by_id) == 1  # fetched once (both runs need them: the second reads the cache)
+    assert sorted(by_id[0].params["id_list"].split(",")) == sorted(p.id for p in liked)
+    got = deliveries(tmp_path)
+    alice, bob = got["alice@example.org"], got["bob@example.org"]
+    a_ids, b_ids = list(alice.papers[MIXED]), list(bob.papers[MIXED])
+    assert sorted(a_ids) == sorted(b_ids) and len(a_ids) >= 10
+    new_vad = {p.id for p in parse_seed(SEED_001)[VAD]}
+    dates = {p.id: p.updated for p in mixed_feed()}
+    assert b_ids == sorted(b_ids, key=lambda i: dates[i], reverse=True)  # no interests: by date
+    assert bob.for_you == ()
+    vad_in_digest = [i for i in a_ids if i in new_vad]
+    assert vad_in_digest and set(a_ids[: len(vad_in_digest)]) == set(vad_in_digest)  # their topic first
+    marked = set(alice.for_you)
+    assert marked and marked <= set(vad_in_digest)
+    for who, d in got.items():  # the mailed digests mark exactly those papers, each reader their own
+        (mail,) = smtp[1].to(who)
+        html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        by_id = cards(html)
+        assert set(by_id) == set(d.papers[MIXED])
+        assert {i for i, card in by_id.items() if ">For you</span>" in card} == set(d.for_you)
+        assert text.count("For you: close to your interests") == len(d.for_you)
+        assert "More like this" not in html  # no public_url: nothing to link to
+    store = InterestStore(tmp_path / "state" / "interests.json", read_only=True)
+    assert {p.id for p in liked} == set(store.known())
+    store.close()
+
+
+def test_a_bibtex_file_of_interests_is_read_and_its_ids_fetched(tmp_path: Path) -> None:
+    liked = interests_of_older(VAD, 3)
+    (tmp_path / "refs").mkdir()
+    bib = "\n".join(
+        f"@misc{{ref{i},\n  title = {{{p.title}}},\n  url = {{http://arxiv.org/abs/{p.id}v1}},\n}}"
+        for i, p in enumerate(liked)
+    )
+    bib += "\n@article{noid,\n  title = {Anomaly detection in surveillance video},\n  abstract = {Frames.},\n}\n"
+    (tmp_path / "refs" / "mine.bib").write_text(bib, encoding="utf-8")
+    write_instance(tmp_path, [MIXED], [{"email": "alice@example.org", "interests": ["refs/mine.bib"]}])
+    (sub,) = load_config(tmp_path, {}).subscribers
+    assert sub.interests == tuple(p.id for p in liked)
+    assert sub.interest_texts and "surveillance" in sub.interest_texts[0]
+    with FakeArxiv() as fake:
+        fake.extra = liked
+        two_days(tmp_path, fake)
+    alice = deliveries(tmp_path)["alice@example.org"]
+    assert alice.for_you
+
+
+def test_an_id_arxiv_no_longer_serves_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    liked = interests_of_older(VAD, 4)
+    write_instance(tmp_path, [MIXED], [{"email": "alice@example.org", "interests": [p.id for p in liked]}])
+    with FakeArxiv() as fake, caplog.at_level(logging.WARNING):
+        fake.extra = liked
+        fake.gone = {liked[0].id}
+        two_days(tmp_path, fake)
+        asked = [r for r in fake.requests if r.keyword == ID_LIST]
+    assert len(asked) == 1
+    assert f"arXiv does not serve {liked[0].id} (an interest of alice@example.org); skipped" in caplog.text
+    store = InterestStore(tmp_path / "state" / "interests.json", read_only=True)
+    known = store.known()
+    store.close()
+    assert known[liked[0].id].gone and not known[liked[1].id].gone
+    assert deliveries(tmp_path)["alice@example.org"].for_you
+
+
+BAD_IDS = ["2513.00001", "not-an-id", "1501.1234", "/etc/passwd.bib", "../up.bib"]
+
+
+@pytest.mark.parametrize("entry", BAD_IDS)
+def test_a_bad_interest_is_refused_naming_line_and_entry(tmp_path: Path, entry: str) -> None:
+    write_instance(tmp_path, [MIXED], [{"email": "alice@example.org", "interests": ["2506.05175", entry]}])
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path, {})
+    text = str(err.value)
+    line = next(n for n, t in enumerate((tmp_path / "subscribers.yaml").read_text().splitlines(), 1)
+                if entry in t)
+    assert text.startswith(f"{tmp_path / 'subscribers.yaml'}, line {line}: interest {entry!r} of alice@example.org")
+
+
+MALFORMED = [
+    ("@misc{a,\n  title = {One},\n  url = {https://arxiv.org/abs/2506.05175}\n\n@misc{b, title={Two}}\n",
+     1, "entry 'a': an entry is not closed"),
+    ("@misc{a, title={One}}\n\n@article{b,\n  year = 2020,\n}\n", 3, "entry 'b': the entry has neither"),
+    ("@misc{a, title={One}}\n@misc{c,\n  title = {Two}\n  year = {2001}\n}\n", 2, "entry 'c': a comma is missing"),
+    ("@misc{, title={One}}\n", 1, "the @misc entry has no key"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "message"), MALFORMED, ids=["unclosed", "no-id", "comma", "no-key"])
+def test_a_malformed_bibtex_file_is_named_with_line_and_entry(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    (tmp_path / "refs.bib").write_text(text, encoding="utf-8")
+    write_instance(tmp_path, [MIXED], [{"email": "alice@example.org", "interests": ["refs.bib"]}])
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path, {})
+    assert str(err.value).startswith(f"{tmp_path / 'refs.bib'}, line {line}: {message}")
+
+
+def test_an_unreadable_bibtex_file_exits_2_and_changes_nothing(tmp_path: Path) -> None:
+    write_instance(tmp_path, [MIXED], [{"email": "alice@example.org", "interests": ["2506.05175", "gone.bib"]}])
+    line = next(n for n, t in enumerate((tmp_path / "subscribers.yaml").read_text().splitlines(), 1)
+                if "gone.bib" in t)
+    (tmp_path / "bad.bib").write_bytes(b"@misc{a, title={\xff\xfe}}")
+    proc = cli(tmp_path, "run")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (f"subscribers.yaml, line {line}: the interests of alice@example.org name 'gone.bib', "
+            "which cannot be read (No such file or directory)") in proc.stderr
+    assert list((tmp_path / "state").iterdir()) == []
+    doc = (tmp_path / "subscribers.yaml").read_text().replace("gone.bib", "bad.bib")
+    (tmp_path / "subscribers.yaml").write_text(doc)
+    proc = cli(tmp_path, "run")
+    assert proc.returncode == 2 and f"{tmp_path / 'bad.bib'}, line 1: not UTF-8 text" in proc.stderr
+
+
+def test_interest_records_are_checked_when_the_cache_opens(tmp_path: Path) -> None:
+    path = tmp_path / "interests.json"
+    path.write_text('{"papers": {"1": {"id": "2506.05175", "title": 3, "summary": "", "gone": false}}}')
+    from digestd.errors import StateError
+
+    with pytest.raises(StateError) as err:
+        InterestStore(path)
+    assert "field 'title' is int, not str" in str(err.value)
+    assert not path.exists()  # moved aside, named
+
+
+def test_a_paused_reader_is_not_fetched_for(tmp_path: Path) -> None:
+    liked = interests_of_older(VAD, 2)
+    write_instance(tmp_path, [MIXED], [{"email": "a@example.org", "status": "paused",
+                                        "interests": [p.id for p in liked]}])
+    with FakeArxiv() as fake:
+        fake.extra = liked
+        two_days(tmp_path, fake)
+        assert not [r for r in fake.requests if r.keyword == ID_LIST]
+
+
+
+
+def test_a_broken_interest_cache_is_moved_aside_and_refetched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    liked = interests_of_older(VAD, 3)
+    write_instance(tmp_path, [MIXED], [{"email": "alice@example.org", "interests": [p.id for p in liked]}])
+    (tmp_path / "state" / "interests.json").write_text("{not json")
+    with FakeArxiv() as fake, caplog.at_level(logging.WARNING):
+        fake.extra = liked
+        two_days(tmp_path, fake)
+        asked = [r for r in fake.requests if r.keyword == ID_LIST]
+    assert len(asked) == 1 and "interests.json is unreadable" in caplog.text
+    assert list((tmp_path / "state").glob("interests.json.corrupt-*"))
+    assert deliveries(tmp_path)["alice@example.org"].for_you

@@ -1,0 +1,116 @@
+"""Issue 12, point 3: "more like this" end to end. A reader's digest is queued; the signed link
+of one of its papers shows a button (GET changes nothing); the POST from that page adds the
+paper to the reader's interests in subscribers.yaml; the next run fetches it by id_list and
+orders that reader's digest by it."""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from aiosmtpd.controller import Controller
+from conftest import Inbox, at, run_once, smtp_env, write_instance
+from fakearxiv import ID_LIST, FakeArxiv
+from test_interests import MIXED, SEED_001, VAD, cards, deliveries, mixed_feed, parse_seed
+from test_unsubscribe import request
+
+from digestd.config.load import load_config
+from digestd.web.unsubscribe import make_server
+
+SECRET = "s3cret-for-tests-only-0123456789"
+ENV = {"DIGESTD_SECRET": SECRET}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    write_instance(tmp_path, [MIXED], [{"email": "alice@example.org"}], timezone="UTC",
+                   public_url="https://papers.example.org/")
+    text = (tmp_path / "subscribers.yaml").read_text()
+    (tmp_path / "subscribers.yaml").write_text("# the lab's list\n" + text)
+    server = make_server(load_config(tmp_path, ENV), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def local(link: str, base: str) -> str:
+    return base + link.removeprefix("https://papers.example.org")
+
+
+def form_token(page: str) -> str:
+    m = re.search(r'name="form_token" value="([^"]+)"', page)
+    assert m, page
+    return html.unescape(m[1])
+
+
+def mailed_links(inbox: Inbox) -> dict[str, str]:
+    """Each paper's "More like this" link in the one digest mailed, checked against its text part."""
+    (mail,) = inbox.messages
+    html_part = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    links = {}
+    for pid, card in cards(html_part).items():
+        (href,) = re.findall(r'<a class="button" href="([^"]+)"[^>]*>More like this</a>', card)
+        links[pid] = html.unescape(href)
+        assert f"More like this: {links[pid]}" in text
+    assert len(set(links.values())) == len(links)  # one per paper
+    return links
+
+
+def test_more_like_this_adds_the_paper_and_the_next_run_ranks_by_it(
+    site: tuple[Path, str], smtp: tuple[Controller, Inbox]
+) -> None:
+    home, base = site
+    env = smtp_env(smtp[0], **ENV)
+    feed = mixed_feed()
+    with FakeArxiv() as fake:
+        fake.feeds[MIXED] = feed[-2:]
+        run_once(home, fake, env=env, now=at("2025-12-20"))
+        fake.feeds[MIXED] = feed[4:]
+        run_once(home, fake, env=env, now=at("2025-12-22"))
+        first = deliveries(home)["alice@example.org"]
+        vad = {p.id for p in parse_seed(SEED_001)[VAD]}
+        pid = next(i for i in first.papers[MIXED] if i in vad)
+        mailed = mailed_links(smtp[1])
+        assert set(mailed) == set(first.papers[MIXED])
+        assert mailed[pid].startswith("https://papers.example.org/more/")
+        link = local(mailed[pid], base)
+        before = (home / "subscribers.yaml").read_text()
+
+        status, headers, page = request(link)
+        assert status == 200 and "Add to my interests" in page and f"arXiv:{pid}" in page
+        assert headers["cache-control"] == "no-store"
+        assert (home / "subscribers.yaml").read_text() == before  # GET changes nothing
+
+        status, _, _ = request(link, "POST", b"", FORM)  # a scanner, or another site: no form token
+        assert status == 403 and (home / "subscribers.yaml").read_text() == before
+        forged = link.replace(link.rsplit(".", 1)[1], "A" * 22)
+        assert request(forged)[0] == 403
+
+        body = urlencode({"form_token": form_token(page)}).encode()
+        status, _, done = request(link, "POST", body, FORM)
+        assert status == 200 and "was added to" in done
+        after = (home / "subscribers.yaml").read_text()
+        assert after.startswith("# the lab's list\n")  # comments kept
+        (sub,) = load_config(home, ENV).subscribers
+        assert sub.interests == (pid,)
+        assert "is already among" in request(link)[2]
+
+        fake.feeds[MIXED] = feed
+        run_once(home, fake, env=env, now=at("2025-12-23"))
+        asked = [r.params["id_list"] for r in fake.requests if r.keyword == ID_LIST]
+    assert asked == [pid]
+    third = deliveries(home)["alice@example.org"]
+    assert third.run > first.run
+    assert set(third.papers[MIXED]) == {p.id for p in feed[:4]}

@@ -1,0 +1,176 @@
+"""Sign-up with double opt-in over real HTTP, mails received by aiosmtpd: off by default, GET
+never changes anything, the same answer for subscribed and new addresses, the CLI's address
+check, the rate limits, forged, expired and rotated confirmation links, CSRF."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Inbox, smtp_env, wait_for
+from test_manage import form_of, post
+from test_unsubscribe import request
+
+from digestd.config.load import load_config
+from digestd.core.tokens import pack, sign_until
+from digestd.web.unsubscribe import make_server
+
+SECRET = "signup-test-secret-0123456789"
+OLD = "signup-old-key-9876543210"
+
+YAML = """\
+# sign-up test list
+keywords:
+  - Video Anomaly Detection
+  - Graph Neural Networks
+subscribers:
+  - email: alice@example.org   # already here
+settings:
+  from: Daily Papers <papers@example.org>
+  list_name: Test Papers
+  public_url: https://papers.example.org/
+{extra}"""
+
+
+def serve(home: Path, env: dict[str, str]) -> Iterator[str]:
+    server = make_server(load_config(home, env), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def site(tmp_path: Path, smtp: tuple[Any, Inbox]) -> Iterator[tuple[Path, str, Inbox]]:
+    controller, inbox = smtp
+    (tmp_path / "subscribers.yaml").write_text(YAML.format(extra="  open_signup: true\n"))
+    env = smtp_env(controller, DIGESTD_SECRET=SECRET, DIGESTD_SECRET_PREVIOUS=OLD)
+    for base in serve(tmp_path, env):
+        yield tmp_path, base, inbox
+
+
+def sign_up(base: str, email: str, keywords: list[str], **headers: str) -> tuple[int, dict[str, str], str]:
+    token = form_of(request(f"{base}/subscribe")[2])
+    return post(f"{base}/subscribe", [("form_token", token), ("email", email),
+                                      *(("keyword", k) for k in keywords)], **headers)
+
+
+def link_in(msg: Any) -> str:
+    m = re.search(r"(https://papers\.example\.org/\S+)", msg.get_body(("plain",)).get_content())
+    assert m, msg.get_body(("plain",)).get_content()
+    return m.group(1)
+
+
+def test_off_by_default(tmp_path: Path) -> None:
+    (tmp_path / "subscribers.yaml").write_text(YAML.format(extra=""))
+    for base in serve(tmp_path, {"DIGESTD_SECRET": SECRET}):
+        assert request(f"{base}/subscribe")[0] == 404
+        assert post(f"{base}/subscribe", [("email", "x@example.org")])[0] == 404
+        token = sign_until(SECRET.encode(), "confirm", pack(b'{"e":"x@example.org","k":[]}'), 2**40)
+        assert request(f"{base}/confirm/{token}")[0] == 403
+
+
+def test_sign_up_confirm_and_the_same_answer(site: tuple[Path, str, Inbox]) -> None:
+    home, base, inbox = site
+    before = (home / "subscribers.yaml").read_bytes()
+    status, headers, new = sign_up(base, "Carol@Example.org", ["graph neural networks"])
+    assert status == 200 and "on its way" in new
+    assert "content-security-policy" in headers
+    status, _, known = sign_up(base, "alice@example.org", ["Graph Neural Networks"])
+    assert status == 200
+    # The same page for a new and a subscribed address, but for the address itself.
+    def anonymous(page: str, who: str) -> str:
+        return re.sub(r'value="[^"]*"', "", re.sub(who, "X", page, flags=re.I))
+
+    assert anonymous(new, "carol@example.org") == anonymous(known, "alice@example.org")
+    wait_for(lambda: len(inbox.messages) == 2)
+    assert (home / "subscribers.yaml").read_bytes() == before  # submitting creates nothing
+    (carol,) = inbox.to("carol@example.org")
+    (alice,) = inbox.to("alice@example.org")
+    assert "/manage/" in link_in(alice) and "already subscribed" in str(alice["Subject"])
+    url = link_in(carol).replace("https://papers.example.org", base)
+    assert "/confirm/" in url
+
+    # GET (a link scanner) changes nothing; the button's POST subscribes.
+    for _ in range(2):
+        status, _, page = request(url)
+        assert status == 200 and "Confirm my subscription" in page
+    assert (home / "subscribers.yaml").read_bytes() == before
+    assert post(url, [("action", "confirm")])[0] == 403  # without the form token
+    status, _, done = post(url, [("form_token", form_of(page))])
+    assert status == 200 and "is subscribed" in done
+    subs = load_config(home, {}).subscribers
+    assert [s.email for s in subs] == ["alice@example.org", "Carol@example.org"]  # as the CLI writes it
+    assert subs[1].keywords == ("Graph Neural Networks",)
+    assert "# already here" in (home / "subscribers.yaml").read_text()
+    # Again: harmless.
+    assert post(url, [("form_token", form_of(page))])[0] == 200
+    assert len(load_config(home, {}).subscribers) == 2
+
+
+def test_addresses_are_checked_as_the_cli_checks_them(site: tuple[Path, str, Inbox]) -> None:
+    _, base, inbox = site
+    for bad in ("not-an-address", "a@b", "<script>alert(1)</script>@example.org", "x@example..org", ""):
+        status, _, body = sign_up(base, bad, ["Graph Neural Networks"])
+        assert status == 400 and "not a valid e-mail address" in body, bad
+        assert "<script>alert" not in body
+    status, _, body = sign_up(base, "dave@example.org", ["<b>no</b>"])
+    assert status == 400 and "&lt;b&gt;" in body and "<b>no</b>" not in body
+    assert sign_up(base, "dave@example.org", [])[0] == 400
+    assert inbox.messages == []
+
+
+def test_rate_limits(site: tuple[Path, str, Inbox]) -> None:
+    _, base, inbox = site
+    assert sign_up(base, "erin@example.org", ["Graph Neural Networks"])[0] == 200
+    assert sign_up(base, "ERIN@example.org", ["Video Anomaly Detection"])[0] == 200  # same answer
+    assert sign_up(base, "frank@example.org", ["Graph Neural Networks"])[0] == 200
+    # The mails go out in order: once frank's is in, a second one to erin would be too.
+    wait_for(lambda: len(inbox.to("frank@example.org")) == 1)
+    assert len(inbox.to("erin@example.org")) == 1
+    # Per client: 10 sign-ups an hour (3 so far), then 429, per forwarded client behind the proxy.
+    statuses = [sign_up(base, f"u{i}@example.org", ["Graph Neural Networks"])[0] for i in range(8)]
+    assert statuses == [200] * 7 + [429]
+    other = sign_up(base, "g@example.org", ["Graph Neural Networks"], **{"X-Forwarded-For": "203.0.113.9"})
+    assert other[0] == 200
+
+
+def test_forged_expired_and_rotated_confirm_links(site: tuple[Path, str, Inbox]) -> None:
+    home, base, _ = site
+    before = (home / "subscribers.yaml").read_bytes()
+    wish = pack(b'{"e":"mallory@example.org","k":["Graph Neural Networks"]}')
+    future = int(time.time()) + 3600
+    expired = sign_until(SECRET.encode(), "confirm", wish, int(time.time()) - 1)
+    forged = sign_until(b"someone else's key", "confirm", wish, future)
+    other_purpose = sign_until(SECRET.encode(), "form", wish, future)
+    for token in (expired, forged, other_purpose, "AAAA.BBBB"):
+        assert request(f"{base}/confirm/{token}")[0] == 403
+        assert post(f"{base}/confirm/{token}", [("form_token", "x")])[0] == 403
+    assert (home / "subscribers.yaml").read_bytes() == before
+    # A link mailed under the previous key still confirms while that key is listed.
+    rotated = f"{base}/confirm/{sign_until(OLD.encode(), 'confirm', wish, future)}"
+    status, _, page = request(rotated)
+    assert status == 200
+    assert post(rotated, [("form_token", form_of(page))], Origin="https://evil.example")[0] == 403
+    assert post(rotated, [("form_token", form_of(page))])[0] == 200
+    assert [s.email for s in load_config(home, {}).subscribers][-1] == "mallory@example.org"
+
+
+def test_csrf_on_the_form(site: tuple[Path, str, Inbox]) -> None:
+    _, base, inbox = site
+    fields = [("email", "h@example.org"), ("keyword", "Graph Neural Networks")]
+    assert post(f"{base}/subscribe", fields)[0] == 403
+    token = form_of(request(f"{base}/subscribe")[2])
+    assert post(f"{base}/subscribe", [("form_token", token), *fields], Origin="https://evil.example")[0] == 403
+    assert post(f"{base}/subscribe", [("form_token", token), *fields], **{"Sec-Fetch-Site": "cross-site"})[0] == 403
+    assert post(f"{base}/subscribe", [("form_token", token), *fields])[0] == 200
+    wait_for(lambda: len(inbox.messages) == 1)
