@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from conftest import Inbox
 from digest_samples import DATE, KEYWORDS, sample_additions, sample_paper, sample_renderer
 
 from digestd.core.models import Keyword, Paper, Subscriber
@@ -258,3 +259,53 @@ def test_updates_key_in_subscribers_yaml(tmp_path: Path) -> None:
     bad = write_instance(tmp_path / "bad", ["Video Anomaly Detection"], [{"email": "a@example.org", "updates": "maybe"}])
     with pytest.raises(ConfigError, match=r"updates of a@example\.org must be true or false"):
         load_config(bad, {})
+
+
+def test_the_phrase_of_an_entry_is_highlighted_not_its_label() -> None:
+    """`name: VAD, phrase: video anomaly detection` highlights the phrase; an author entry
+    (its name only a label) highlights nothing; a plain keyword highlights its name."""
+    from digestd.core.models import Keyword
+    from digestd.render.digest import DigestRenderer
+
+    kw = KEYWORDS[0]  # the sample papers of this keyword carry the phrase "Video Anomaly Detection"
+    papers = {"VAD": sample_additions(3)[kw]}
+    entries = {
+        "VAD": Keyword("VAD", phrase=kw),
+        "By He": Keyword("By He", authors=("Kaiming He",)),
+        "Plain": Keyword(kw),
+    }
+    assert [e.highlight for e in entries.values()] == [kw, None, kw]
+
+    def spans(highlight: str | None) -> list[str]:
+        r = DigestRenderer(None, date=DATE, list_name="Daily Papers", sender="Daily Papers <papers@example.org>",
+                           highlights={"VAD": highlight})
+        _, html = r.render("a@example.org", group_for_subscriber(["VAD"], papers))
+        return re.findall(r'<span class="hl"[^>]*>([^<]*)</span>', html)
+
+    found = spans(entries["VAD"].highlight)
+    assert found and all(s.lower().replace("-", " ").rstrip("s") == kw.lower() for s in found), found
+    assert spans(entries["By He"].highlight) == []
+    r = DigestRenderer(None, date=DATE, list_name="Daily Papers", sender="Daily Papers <papers@example.org>")
+    _, html = r.render("a@example.org", group_for_subscriber(["VAD"], papers))
+    assert '<span class="hl"' not in html  # without the mapping, the label "VAD" is what would be matched
+
+
+def test_a_run_highlights_the_phrase_of_an_entry_whose_name_is_a_label(
+    tmp_path: Path, smtp: tuple[object, Inbox]
+) -> None:
+    from conftest import at, run_once, smtp_env, write_instance
+    from fakearxiv import FakeArxiv
+    from fixtures import make_papers
+
+    controller, inbox = smtp
+    phrase = "Video Anomaly Detection"
+    home = write_instance(tmp_path, [{"name": "VAD", "phrase": phrase}], [{"email": "a@example.org"}],
+                          timezone="UTC")
+    with FakeArxiv({phrase: make_papers(phrase, 3, date="2026-11-19")}) as fake:
+        run_once(home, fake, now=at("2026-11-19", 21))
+        fake.feeds[phrase] = make_papers(phrase, 2, first=50, date="2026-11-20") + fake.feeds[phrase]
+        run_once(home, fake, env=smtp_env(controller), now=at("2026-11-20", 21))  # type: ignore[arg-type]
+    (msg,) = inbox.messages
+    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    found = re.findall(r'<span class="hl"[^>]*>([^<]*)</span>', html)
+    assert found and {s.lower() for s in found} == {phrase.lower()}, found

@@ -81,6 +81,15 @@ class Keyword:
     top: int = 15  # a listing's papers per reader: the most relevant to them
 
     @property
+    def highlight(self) -> str | None:
+        """The phrase a digest highlights in this entry's papers: its `phrase:`, else its name
+        when the name is what is searched; nothing for an author or category entry, whose name
+        is only a label."""
+        if self.phrase:
+            return self.phrase
+        return None if self.authors or self.listing else self.name
+
+    @property
     def search_query(self) -> str:
         """The arXiv search_query this entry sends (digestd/core/query.py builds it)."""
         return build_query(

@@ -59,6 +59,7 @@ def preview(cfg: Config, email: str, today: str) -> tuple[str, str, str]:
             full_abstracts=cfg.settings.full_abstracts,
             public_url=cfg.settings.public_url,
             secret=cfg.secret,
+            highlights={k.name: k.highlight for k in cfg.keywords},
         )
         text, html = renderer.render(sub.email, sections)
     return text, html, source

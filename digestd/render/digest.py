@@ -123,8 +123,10 @@ class DigestRenderer:
         secret: bytes | None = None,
         slugs: Mapping[str, str] | None = None,
         paper_days: Mapping[tuple[str, str], str] | None = None,
+        highlights: Mapping[str, str | None] | None = None,
     ) -> None:
         self.date = date
+        self.highlights = highlights or {}  # keyword -> the phrase to highlight (None: nothing)
         self.slugs = slugs or {}  # keyword -> the site's slug (site.days.slugs); else urls.slug
         self.paper_days = paper_days or {}  # (keyword, id) -> the day page holding it; else `date`
         self.list_name = list_name
@@ -210,7 +212,8 @@ class DigestRenderer:
         key = (keyword, paper.id, mode)
         if key not in self._papers:
             if keyword not in self._patterns:
-                self._patterns[keyword] = highlighter(keyword)
+                phrase = self.highlights.get(keyword, keyword)
+                self._patterns[keyword] = highlighter(phrase) if phrase else None
             html_ctx, text_ctx = contexts(paper, self._patterns[keyword], today=self.date, mode=mode,
                                           more_url=self._more_url(keyword, paper.id))
             name = "paper_line" if mode is Mode.LINE else "paper"

@@ -52,7 +52,8 @@ def render_site(cfg: Config, entries: Sequence[ArchiveEntry], runs: Mapping[int,
     keywords = keyword_order([k.name for k in cfg.keywords], entries)
     names = slugs(keywords)
     days = group_days(entries, keywords)
-    pages = PageRenderer(PageContext(cfg.paths.templates, s.list_name, cfg.sender, names))
+    pages = PageRenderer(PageContext(cfg.paths.templates, s.list_name, cfg.sender, names,
+                                     {k.name: k.highlight for k in cfg.keywords}))
     out: dict[str, str] = {}
     for i, day in enumerate(days):
         newer = days[i - 1].day if i > 0 else None

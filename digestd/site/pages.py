@@ -9,7 +9,7 @@ box is made by the small inline script: with JavaScript off it is simply not the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from markupsafe import Markup
@@ -63,6 +63,7 @@ class PageContext:
     list_name: str
     sender: str
     slugs: Mapping[str, str]
+    highlights: Mapping[str, str | None] = field(default_factory=dict)  # as the digest highlights
 
 
 def _raw(text: str) -> Markup:
@@ -98,7 +99,8 @@ class PageRenderer:
     def _renderer(self, day: str) -> DigestRenderer:
         if self._cards_renderer is None:
             self._cards_renderer = DigestRenderer(self.ctx.templates, date=day, list_name=self.ctx.list_name,
-                                                  sender=self.ctx.sender, full_abstracts=True)
+                                                  sender=self.ctx.sender, full_abstracts=True,
+                                                  highlights=self.ctx.highlights)
         self._cards_renderer.date = day
         return self._cards_renderer
 

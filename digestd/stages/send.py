@@ -193,6 +193,7 @@ class DigestBuilder:
                 secret=self.cfg.secret,
                 slugs=names,
                 paper_days=days,
+                highlights={k.name: k.highlight for k in self.cfg.keywords},
             )
         return self.renderers[day]
 
