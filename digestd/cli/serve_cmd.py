@@ -1,4 +1,4 @@
-"""`digestd serve`: the one-click unsubscribe endpoint (RFC 8058), behind a reverse proxy."""
+"""`digestd serve`: the subscribers' pages and the archive site on one server, behind a reverse proxy."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""`digestd serve`: the web endpoints (one-click unsubscribe so far) on one small, hardened HTTP server."""
+"""`digestd serve`: unsubscribe, manage, sign-up, more like this and the archive site."""
