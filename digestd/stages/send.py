@@ -157,6 +157,8 @@ class DigestBuilder:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.renderers: dict[str, DigestRenderer] = {}
+        # Each digest looks its reader up: one dict, not a scan of every subscriber per digest.
+        self.weekly = {x.email.lower(): x.frequency is Frequency.WEEKLY for x in reversed(cfg.subscribers)}
         self._site: tuple[dict[str, str], dict[tuple[str, str], str]] | None = None
 
     def site(self) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
@@ -217,8 +219,7 @@ class DigestBuilder:
         sections = self.personal(d, group_for_subscriber(order, additions))
         if not sections:
             return None
-        sub = next((x for x in cfg.subscribers if x.email.lower() == d.email.lower()), None)
-        period = period_label(d.date, sub is not None and sub.frequency is Frequency.WEEKLY)
+        period = period_label(d.date, self.weekly.get(d.email.lower(), False))
         text, html = self.renderer(d.date).render(d.email, sections, period=period, more_in=d.more)
         new, updated = count_new_updated(sections, d.date)
         subject = subject_line(cfg.settings.list_name, period, new, updated, [kw for kw, _ in sections])
