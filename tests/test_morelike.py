@@ -114,3 +114,21 @@ def test_more_like_this_adds_the_paper_and_the_next_run_ranks_by_it(
     third = deliveries(home)["alice@example.org"]
     assert third.run > first.run
     assert set(third.papers[MIXED]) == {p.id for p in feed[:4]}
+
+
+def test_per_reader_links_equal_the_per_paper_ones_and_verify() -> None:
+    """The send stage makes a reader's id once (`more_like_links`); each link must be the one
+    `more_like_link` makes, and must read back as that reader and that paper."""
+    from digestd.core.morelike import more_like_link, more_like_links, read_more_like
+    from digestd.core.tokens import address_id
+
+    secret = SECRET.encode()
+    papers = ["2401.00001", "2402.12345v2", "hep-th/9901001"]
+    for email in ["ada@example.org", "Bob.Smith@Example.ORG"]:
+        link = more_like_links("https://papers.example.org/", secret, email)
+        for paper in papers:
+            made = link(paper)
+            assert made == more_like_link("https://papers.example.org/", secret, email, paper)
+            asked = read_more_like(secret, made.rsplit("/", 1)[1])
+            assert asked is not None and asked.reader == address_id(secret, email)
+            assert paper.startswith(asked.paper)

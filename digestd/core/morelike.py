@@ -4,6 +4,7 @@ address and cannot be altered to add another paper or act for another reader."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from digestd.core.interests import arxiv_id
@@ -27,6 +28,17 @@ def more_like_token(secret: bytes, email: str, paper: str) -> str:
 def more_like_link(public_url: str, secret: bytes, email: str, paper: str) -> str:
     """The link a digest shows beside a paper (served by `digestd serve`)."""
     return f"{public_url.rstrip('/')}/more/{more_like_token(secret, email, paper)}"
+
+
+def more_like_links(public_url: str, secret: bytes, email: str) -> Callable[[str], str]:
+    """`more_like_link` for one reader: the reader's id (an HMAC) is made once, not once per
+    paper of the digest; each paper's link then costs one HMAC. Same links, byte for byte."""
+    base, reader = f"{public_url.rstrip('/')}/more/", address_id(secret, email)
+
+    def link(paper: str) -> str:
+        return base + sign(secret, PURPOSE, f"{reader}~{pack(paper.encode('ascii'))}")
+
+    return link
 
 
 def read_more_like(keys: bytes | Keys, token: str) -> MoreLike | None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from digestd.config.settings import Config
 from digestd.core.models import Frequency, Paper, RunReport
-from digestd.core.morelike import more_like_link
+from digestd.core.morelike import more_like_links
 from digestd.core.pause import after_outcome
 from digestd.core.records import Cursor, Delivery, DeliveryStatus
 from digestd.errors import ConfigError, DigestdError, MessageError, StateError
@@ -204,8 +204,10 @@ class DigestBuilder:
         url, secret = self.cfg.settings.public_url, self.cfg.secret
         mine = set(d.for_you)
 
+        link = more_like_links(url, secret, d.email) if url and secret else None
+
         def like(paper_id: str) -> str | None:
-            return more_like_link(url, secret, d.email, paper_id) if url and secret else None
+            return link(paper_id) if link else None
 
         return [(kw, [replace(e, for_you=e.paper.id in mine, more_like=like(e.paper.id)) for e in entries])
                 for kw, entries in sections]
