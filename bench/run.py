@@ -484,7 +484,7 @@ def targets(results: list[dict[str, Any]]) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scales", default="100,10000,100000", help="subscriber counts (default: %(default)s)")
-    ap.add_argument("--connections", type=int, default=4, help="settings.connections and smtp-source -s")
+    ap.add_argument("--connections", type=int, default=8, help="settings.connections and smtp-source -s")
     ap.add_argument("--new-per-keyword", default="5-8", help="new papers per keyword on day 2, LO-HI")
     ap.add_argument("--naive-count", type=int, default=1000, help="digests sent by the naive baseline")
     ap.add_argument("--json", type=Path, help="also write the raw results here")

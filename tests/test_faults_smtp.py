@@ -33,7 +33,7 @@ USER, PASSWORD = "digest-bot", "Pw-7f3c9e1b-never-print-me"
 # both cores saturated).
 LONG_BACKOFF = "60"
 STOPPED_WITHIN = 30.0
-CONNECTIONS = 4  # settings.connections' default: a run opens at most that many at once
+CONNECTIONS = 8  # settings.connections' default: a run opens at most that many at once
 
 
 @pytest.fixture(scope="module")

@@ -88,7 +88,7 @@ class Settings:
     weekly_day: str = "monday"
     public_url: str | None = None
     max_rate: float | None = None  # messages per second; None: as fast as the server takes them
-    connections: int = 4
+    connections: int = 8
     pause_after_failures: int = 3
     stale_margin_days: int = 10
     list_name: str = "Daily Papers"

@@ -95,7 +95,7 @@ class SmtpTransport:
         self,
         settings: SmtpSettings,
         *,
-        connections: int = 4,
+        connections: int = 8,
         max_rate: float | None = None,
         retries: int = 3,
         backoff: float = 2.0,
