@@ -24,6 +24,7 @@ from digestd.mail.verp import verp_sender
 from digestd.render.digest import DigestRenderer, Entry, count_new_updated, group_for_subscriber
 from digestd.render.subject import period_label, subject_line
 from digestd.site.days import keyword_order, slugs
+from digestd.stages.builder import built
 from digestd.store.archive import ArchiveEntry, ArchiveStore
 from digestd.store.outbox import Outbox
 from digestd.store.papers import Held
@@ -114,21 +115,18 @@ def send(
         await commits.durable()
 
     async def jobs() -> AsyncIterator[Job]:
+        buildable: list[Delivery] = []
         for d in deliveries:
             if d.email.lower() not in subscribed:  # unsubscribed (or removed) since it was queued
                 await on_outcome(_no_job(d), Outcome(DeliveryStatus.FAILED, "no longer a subscriber"))
-                continue
-            if d.email.lower() in suppressed:  # bounced or complained since it was queued
+            elif d.email.lower() in suppressed:  # bounced or complained since it was queued
                 gone = Outcome(DeliveryStatus.FAILED, "suppressed: see `digestd subscribers list`")
                 await on_outcome(_no_job(d), gone)
-                continue
-            try:
-                env = digests.envelope(d, by_kw)
-            except Exception as err:  # one subscriber's data never stops the run
-                log.warning("cannot build the digest for %r: %s: %s", d.email, type(err).__name__, err)
-                await on_outcome(
-                    _no_job(d), Outcome(DeliveryStatus.FAILED, f"the digest could not be built: {err}")
-                )
+            else:
+                buildable.append(d)
+        async for d, env in built(lambda d: digests.envelope(d, by_kw), buildable):
+            if isinstance(env, str):  # one subscriber's data never stops the run
+                await on_outcome(_no_job(d), Outcome(DeliveryStatus.FAILED, env))
                 continue
             if env is None:
                 gone = Outcome(DeliveryStatus.FAILED, "its papers are no longer in the state")
