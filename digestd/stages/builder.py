@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MIN_FORK = 500  # fewer digests than this: building in process costs less than forking
 CHUNK = 32  # deliveries per request to the child
 AHEAD = 4  # chunks requested before the first is used: the child keeps working meanwhile
+WORKERS = 2  # builder processes: the main process mostly waits (SMTP replies, fsyncs)
 
 _PR_SET_PDEATHSIG = 1
 _build: Build | None = None  # set in the parent just before the fork; the child inherits it
@@ -61,7 +62,7 @@ def _pool(build: Build) -> Executor | None:
         return None
     _build = build
     return ProcessPoolExecutor(
-        max_workers=1, mp_context=ctx, initializer=_child_start, initargs=(os.getpid(),)
+        max_workers=WORKERS, mp_context=ctx, initializer=_child_start, initargs=(os.getpid(),)
     )
 
 
