@@ -45,21 +45,25 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _hmac(secret: bytes, message: bytes, size: int) -> bytes:
+def hmac_digest(secret: bytes, message: bytes, size: int) -> bytes:
+    """The first `size` bytes of HMAC-SHA256: every signed value of digestd (links, forms, VERP)."""
     return hmac.new(secret, message, hashlib.sha256).digest()[:size]
 
 
-def _normal(email: str) -> bytes:
+def normal_address(email: str) -> bytes:
+    """An address as ids are made of it: any spelling of one address gives the same bytes."""
     return email.strip().lower().encode("utf-8")
+
+
 
 
 def address_id(secret: bytes, email: str) -> str:
     """The opaque id a token carries for `email` (any spelling of it gives the same id)."""
-    return _b64(_hmac(secret, b"id:" + _normal(email), _ID_BYTES))
+    return _b64(hmac_digest(secret, b"id:" + normal_address(email), _ID_BYTES))
 
 
 def _id_mac(secret: bytes, token_id: str) -> str:
-    return _b64(_hmac(secret, b"unsubscribe:" + token_id.encode("ascii"), _MAC_BYTES))
+    return _b64(hmac_digest(secret, b"unsubscribe:" + token_id.encode("ascii"), _MAC_BYTES))
 
 
 def make_token(secret: bytes, email: str) -> str:
@@ -69,7 +73,7 @@ def make_token(secret: bytes, email: str) -> str:
 
 
 def _legacy_mac(secret: bytes, addr: bytes) -> str:
-    return _b64(_hmac(secret, b"unsubscribe:" + addr, _LEGACY_MAC_BYTES))
+    return _b64(hmac_digest(secret, b"unsubscribe:" + addr, _LEGACY_MAC_BYTES))
 
 
 def _read_legacy(secret: bytes, addr_part: str, mac: str) -> str | None:
@@ -79,7 +83,7 @@ def _read_legacy(secret: bytes, addr_part: str, mac: str) -> str | None:
         email = addr.decode("utf-8")
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
-    if addr != _normal(email) or not hmac.compare_digest(_legacy_mac(secret, addr), mac):
+    if addr != normal_address(email) or not hmac.compare_digest(_legacy_mac(secret, addr), mac):
         return None
     return email
 
@@ -133,7 +137,7 @@ def unpack(payload: str) -> bytes | None:
 
 
 def _purpose_mac(secret: bytes, purpose: str, payload: str) -> str:
-    return _b64(_hmac(secret, f"{purpose}:{payload}".encode("ascii"), _MAC_BYTES))
+    return _b64(hmac_digest(secret, f"{purpose}:{payload}".encode("ascii"), _MAC_BYTES))
 
 
 def sign(secret: bytes, purpose: str, payload: str) -> str:

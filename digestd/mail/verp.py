@@ -3,17 +3,18 @@
 The token is `ID.RUN.MAC` in lower-case base32: ID a keyed hash of the subscriber's address
 (no address in it, as in unsubscribe links), RUN the run's number, MAC an HMAC of both with
 the instance secret, so a forged bounce cannot suppress anyone. Base32, lower case, because
-some relays fold the case of local parts. Same HMAC pattern as digestd/core/tokens.py, kept
-apart so key rotation there does not change bounce addresses already in flight.
+some relays fold the case of local parts. Signed with digestd/core/tokens.py's HMAC, under its
+own prefixes and encoding, so a VERP token is never valid as a link token or the other way.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+
+from digestd.core.tokens import hmac_digest, normal_address
 
 _ID_BYTES = 10
 _MAC_BYTES = 10
@@ -32,17 +33,13 @@ def _b32(raw: bytes) -> str:
     return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
 
 
-def _hmac(secret: bytes, message: bytes, size: int) -> bytes:
-    return hmac.new(secret, message, hashlib.sha256).digest()[:size]
-
-
 def verp_id(secret: bytes, email: str) -> str:
     """The opaque id of `email` in a bounce address (any spelling of it gives the same id)."""
-    return _b32(_hmac(secret, b"verp-id:" + email.strip().lower().encode("utf-8"), _ID_BYTES))
+    return _b32(hmac_digest(secret, b"verp-id:" + normal_address(email), _ID_BYTES))
 
 
 def _mac(secret: bytes, addr_id: str, run: int) -> str:
-    return _b32(_hmac(secret, f"verp:{addr_id}.{run}".encode("ascii"), _MAC_BYTES))
+    return _b32(hmac_digest(secret, f"verp:{addr_id}.{run}".encode("ascii"), _MAC_BYTES))
 
 
 def make_verp_token(secret: bytes, email: str, run: int) -> str:
