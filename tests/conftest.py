@@ -176,3 +176,21 @@ def wait_for(predicate: Any, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.01)
+
+
+def serve_digestd(home: Path, env: dict[str, str], *, idle_timeout: float | None = None) -> Iterator[str]:
+    """`digestd serve`'s server (every route and the site) on a free port, in a thread; yields
+    its base URL once (iterate: `for base in serve_digestd(...)`), stopped afterwards."""
+    from digestd.web.static import make_server
+
+    cfg = load_config(home, env)
+    server = make_server(cfg, "127.0.0.1", 0) if idle_timeout is None else \
+        make_server(cfg, "127.0.0.1", 0, idle_timeout=idle_timeout)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

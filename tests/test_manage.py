@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import Inbox, at, run_once, smtp_env, write_instance
+from conftest import Inbox, at, run_once, serve_digestd, smtp_env, write_instance
 from fakearxiv import FakeArxiv
 from fixtures import make_paper
 from test_unsubscribe import request
@@ -25,7 +24,6 @@ from digestd.core.models import Frequency, SubscriberStatus
 from digestd.core.tokens import Keys, make_manage_token, manage_link, sign_until, verify, verify_until
 from digestd.ops.status import gather
 from digestd.web.forms import form_token, form_token_ok
-from digestd.web.unsubscribe import make_server
 
 SECRET = "manage-test-secret-0123456789"
 OLD = "the-key-before-the-rotation-42"
@@ -51,16 +49,7 @@ settings:
 Served = tuple[Path, str]
 
 
-def serve(home: Path, env: dict[str, str]) -> Iterator[str]:
-    server = make_server(load_config(home, env), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+serve = serve_digestd
 
 
 @pytest.fixture

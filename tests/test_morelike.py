@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import html
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import Inbox, at, run_once, smtp_env, write_instance
+from conftest import Inbox, at, run_once, serve_digestd, smtp_env, write_instance
 from fakearxiv import ID_LIST, FakeArxiv
 from test_interests import MIXED, SEED_001, VAD, cards, deliveries, mixed_feed, parse_seed
 from test_unsubscribe import request
 
 from digestd.config.load import load_config
-from digestd.web.unsubscribe import make_server
 
 SECRET = "s3cret-for-tests-only-0123456789"
 ENV = {"DIGESTD_SECRET": SECRET}
@@ -33,15 +31,8 @@ def site(tmp_path: Path) -> Iterator[tuple[Path, str]]:
                    public_url="https://papers.example.org/")
     text = (tmp_path / "subscribers.yaml").read_text()
     (tmp_path / "subscribers.yaml").write_text("# the lab's list\n" + text)
-    server = make_server(load_config(tmp_path, ENV), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    for base in serve_digestd(tmp_path, ENV):
+        yield tmp_path, base
 
 
 def local(link: str, base: str) -> str:

@@ -5,20 +5,18 @@ check, the rate limits, forged, expired and rotated confirmation links, CSRF."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Inbox, smtp_env, wait_for
+from conftest import Inbox, serve_digestd, smtp_env, wait_for
 from test_manage import form_of, post
 from test_unsubscribe import request
 
 from digestd.config.load import load_config
 from digestd.core.tokens import pack, sign_until
-from digestd.web.unsubscribe import make_server
 
 SECRET = "signup-test-secret-0123456789"
 OLD = "signup-old-key-9876543210"
@@ -37,16 +35,7 @@ settings:
 {extra}"""
 
 
-def serve(home: Path, env: dict[str, str]) -> Iterator[str]:
-    server = make_server(load_config(home, env), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+serve = serve_digestd
 
 
 @pytest.fixture

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import serve_digestd
 from site_seed import DAY1, DAY2, KW_A, SECRET_ENV, SLUG_A, seed
-
-from digestd.config.load import load_config
-from digestd.web.static import make_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api")
@@ -47,15 +44,7 @@ MEASURE = """() => {
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = seed(tmp_path_factory.mktemp("browser") / "inst")
-    server = make_server(load_config(home, SECRET_ENV), "127.0.0.1", 0, idle_timeout=5)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    yield from serve_digestd(home, SECRET_ENV, idle_timeout=5)
 
 
 @pytest.fixture(scope="module")
