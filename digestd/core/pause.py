@@ -13,9 +13,10 @@ from digestd.core.records import Cursor, DeliveryStatus
 
 
 def after_outcome(
-    cur: Cursor, status: DeliveryStatus, detail: str, pause_after: int
+    cur: Cursor, status: DeliveryStatus, detail: str, pause_after: int, day: str
 ) -> tuple[Cursor, str | None]:
-    """The cursor after one delivery outcome, and a note when this outcome paused them."""
+    """The cursor after one delivery outcome on `day`, and a note when this outcome paused
+    them (the pause records `day`, which `status` shows as since when)."""
     if status is DeliveryStatus.SENT:
         return (replace(cur, fail_streak=0) if cur.fail_streak else cur), None
     if status is not DeliveryStatus.FAILED:
@@ -23,7 +24,8 @@ def after_outcome(
     streak = cur.fail_streak + 1
     if streak >= pause_after and not cur.paused:
         reason = f"paused after {streak} permanent failures: {detail}"
-        return replace(cur, fail_streak=streak, paused=reason), f"{streak} permanent failures in a row"
+        paused = replace(cur, fail_streak=streak, paused=reason, paused_on=day)
+        return paused, f"{streak} permanent failures in a row"
     return replace(cur, fail_streak=streak), None
 
 

@@ -108,9 +108,8 @@ def send(
         else:
             report.pending += 1
         pause_after = cfg.settings.pause_after_failures
-        cursors[key], note = after_outcome(cur, outcome.status, outcome.detail, pause_after)
+        cursors[key], note = after_outcome(cur, outcome.status, outcome.detail, pause_after, sent_at[:10])
         if note:
-            cursors[key] = replace(cursors[key], paused_on=sent_at[:10])  # `status` shows since when
             report.messages.append(f"paused {d.email}: {note}")
         await commits.durable()
 
