@@ -171,3 +171,34 @@ def test_a_broken_file_that_cannot_be_moved_aside_is_named_with_the_reason(tmp_p
     assert "could not be moved aside (Is a directory); move it away yourself." in said
     assert "Restore it from a backup" in said and "\n" not in said
     assert (state / "papers.json").read_text() == "{not json"
+
+
+@pytest.mark.parametrize("docs", [0, 1, 1999, 2000, 2001, 4500])
+def test_state_files_are_written_in_pieces_with_the_bytes_of_one_dump(docs: int) -> None:
+    """json_chunks keeps a 100,000-delivery outbox from being one 81 MB string (issue "Speed"):
+    the pieces join to exactly what one json.dumps wrote before, at every piece boundary."""
+    from digestd.store.db import json_chunks
+
+    data = {"deliveries": {str(i): {"email": f"r{i}@example.org", "name": "Zoë", "papers": {"A": ["1"]}}
+                           for i in range(1, docs + 1)}, "empty": {}, "cursors": {"1": {"map": {}}}}
+    pieces = list(json_chunks(data))
+    assert b"".join(pieces) == json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    assert len(pieces) >= 2 + docs // 2000
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file_whole(tmp_path: Path) -> None:
+    """A chunked write that fails after its first pieces leaves the old file as it was and no
+    temp file behind."""
+    from digestd.store.atomic import WriteError, write_atomic
+
+    target = tmp_path / "outbox.json"
+    target.write_bytes(b'{"old":{}}')
+
+    def pieces() -> Any:
+        yield b'{"new":'
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(WriteError, match="no space left"):
+        write_atomic(target, pieces())
+    assert target.read_bytes() == b'{"old":{}}'
+    assert [p.name for p in tmp_path.iterdir()] == ["outbox.json"]

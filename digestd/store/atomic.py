@@ -7,6 +7,7 @@ import errno
 import os
 import re
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 from digestd.errors import DigestdError
@@ -36,13 +37,20 @@ class WriteError(DigestdError):
         super().__init__(f"cannot write {path}: {reason.format(folder=path.parent)}")
 
 
-def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
+def write_atomic(path: Path, data: bytes | str | Iterable[bytes], *, mode: int | None = None) -> None:
     """Write to a temp file beside `path`, fsync it, rename it over `path`, fsync the folder.
 
-    Any OSError (ENOSPC, EDQUOT, EROFS...) becomes a WriteError naming `path`, after the temp
-    file is removed; `path` itself is never opened, so it stays as it was.
+    `data` may come in chunks (an iterable of bytes), so a large file is never whole in
+    memory. Any OSError (ENOSPC, EDQUOT, EROFS...) becomes a WriteError naming `path`, after
+    the temp file is removed; `path` itself is never opened, so it stays as it was.
     """
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+    chunks: Iterable[bytes]
+    if isinstance(data, str):
+        chunks = (data.encode("utf-8"),)
+    elif isinstance(data, bytes | bytearray | memoryview):
+        chunks = (bytes(data),) if not isinstance(data, bytes) else (data,)
+    else:
+        chunks = data
     path = Path(path)
     tmp: Path | None = None
     try:
@@ -53,7 +61,8 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> N
                 mode = 0o644
         fd, tmp = _create_temp(path)
         try:
-            _write_all(fd, raw)
+            for raw in chunks:
+                _write_all(fd, raw)
             os.fchmod(fd, mode)
             os.fsync(fd)
         finally:
