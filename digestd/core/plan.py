@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from digestd.config.settings import WEEKDAYS
-from digestd.core.models import Frequency, Keyword, Paper, Subscriber
+from digestd.core.models import Frequency, Keyword, Paper, Subscriber, email_key
 from digestd.core.pause import is_paused
 from digestd.core.records import Cursor, Delivery, Follows, Span
 from digestd.core.versions import is_update
@@ -23,7 +23,7 @@ from digestd.core.versions import is_update
 class PlannedDigest:
     email: str
     name: str | None
-    papers: dict[str, list[str]]  # keyword -> paper ids (newest first), config keyword order
+    papers: dict[str, tuple[str, ...]]  # keyword -> paper ids (newest first), config keyword order
 
 
 def followed(sub: Subscriber, keywords: Sequence[Keyword]) -> list[str]:
@@ -144,11 +144,11 @@ def plan(
     by_id = {kw: {p.id: p for _, p in items} for kw, items in papers.items()}
     # Per (keyword, cursor), not per subscriber: subscribers share a handful of cursors, so
     # the papers above a cursor are found once per keyword and each digest is dict lookups.
-    per_kw: dict[tuple[str, int], list[str]] = {}
+    per_kw: dict[tuple[str, int], tuple[str, ...]] = {}
     floor = min((s for seqs in history.values() for s in seqs.values()), default=seq)
     follows = _Follows(start_seq, floor)
     for sub in subscribers:
-        key = sub.email.lower()
+        key = email_key(sub.email)
         old = cursors.get(key)
         cur = old if old is not None else Cursor(queued_through=start_seq, since=iso)
         if cur.since is None:
@@ -162,15 +162,19 @@ def plan(
             nxt[key] = cur
             continue
         through = cur.queued_through
-        picked: dict[str, list[str]] = {}
+        picked: dict[str, tuple[str, ...]] = {}
         for kw in kws:
             ck = (kw, through)
             if ck not in per_kw:
                 ids = {pid for s, pid in by_kw_seq.get(kw, ()) if through < s <= seq}
-                per_kw[ck] = [pid for pid in order.get(kw, ()) if pid in ids] if ids else []
-            fresh = [pid for pid in per_kw[ck] if not already_mailed(pid, kw, cur, history)]
+                per_kw[ck] = tuple(pid for pid in order.get(kw, ()) if pid in ids) if ids else ()
+            common = per_kw[ck]
+            kept = [pid for pid in common if not already_mailed(pid, kw, cur, history)]
             if not sub.updates:  # `updates: false`: revisions of old papers are left out
-                fresh = [pid for pid in fresh if not is_update(by_id[kw][pid], today)]
+                kept = [pid for pid in kept if not is_update(by_id[kw][pid], today)]
+            # The usual case: one tuple for all of the keyword's readers, not 100,000 copies
+            # (a third of a 100,000-subscriber run's memory; docs/benchmarks.md).
+            fresh = common if len(kept) == len(common) else tuple(kept)
             if fresh:
                 picked[kw] = fresh
         cur = replace(cur, queued_through=seq)

@@ -10,7 +10,7 @@ later in the run. `BadRecord` is the only exception that leaves this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -64,6 +64,29 @@ def stored_paper_from_doc(doc: Any) -> StoredPaper:
     )
 
 
+class _NoCounts(Mapping[str, int]):
+    """The empty `more` of nearly every delivery: one shared read-only object, not 100,000
+    empty dicts; equal to {}, and pickled by name (the builder processes get deliveries)."""
+
+    def __getitem__(self, key: str) -> int:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __reduce__(self) -> str:
+        return "NO_COUNTS"
+
+    def __repr__(self) -> str:
+        return "{}"
+
+
+NO_COUNTS: Mapping[str, int] = _NoCounts()
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One digest to one subscriber, as the ledger holds it. `key` is tinydb's doc id."""
@@ -83,7 +106,7 @@ class Delivery:
     attempts: int = 0  # outcomes recorded so far (`status` shows them; older files: 0)
     last_attempt: str | None = None  # ISO time of the last outcome
     for_you: tuple[str, ...] = ()  # paper ids above the reader's relevance bar (issue 12)
-    more: Mapping[str, int] = field(default_factory=dict)  # listing -> papers beyond its `top`
+    more: Mapping[str, int] = field(default_factory=lambda: NO_COUNTS)  # listing -> papers beyond its `top`
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -95,8 +118,11 @@ class Delivery:
             "papers": {kw: list(ids) for kw, ids in self.papers.items()},
             "message_id": self.message_id,
             "status": self.status.value,
-            "error": self.error,
         }
+        # Optional keys only when set: a document stays within 10 keys once sent, the size
+        # of the dict it was made as (one more doubles it: 30 MB at 100,000 deliveries).
+        if self.error is not None:
+            doc["error"] = self.error
         if self.sent_at is not None:
             doc["sent_at"] = self.sent_at
         if self.resends:
@@ -117,7 +143,7 @@ def delivery_from_doc(key: int, doc: Any) -> Delivery:
     papers = fields.get(doc, "papers", dict)
     checked: dict[str, tuple[str, ...]] = {}
     for kw, ids in papers.items():
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        if not isinstance(ids, list | tuple) or not all(isinstance(i, str) for i in ids):
             raise fields.BadRecord(f"papers of {kw!r} are not a list of ids")
         checked[kw] = tuple(ids)
     day = fields.day(doc, "date") or ""
@@ -147,12 +173,12 @@ def delivery_from_doc(key: int, doc: Any) -> Delivery:
     )
 
 
-def _counts(doc: Mapping[str, Any], name: str) -> dict[str, int]:
+def _counts(doc: Mapping[str, Any], name: str) -> Mapping[str, int]:
     """An optional object of whole numbers (absent in older files: empty)."""
     value = fields.get(doc, name, dict, optional=True) or {}
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()):
         raise fields.BadRecord(f"field {name!r} is not an object of counts")
-    return dict(value)
+    return dict(value) if value else NO_COUNTS
 
 
 def _ids(doc: Mapping[str, Any], name: str) -> tuple[str, ...]:
@@ -205,8 +231,19 @@ Span = tuple[int, int | None]  # (started after run seq, ended at run seq or Non
 Follows = Mapping[str, tuple[Span, ...]]
 
 
-def follows_to_value(follows: Follows) -> dict[str, list[list[int | None]]]:
-    return {kw: [[a, b] for a, b in spans] for kw, spans in sorted(follows.items())}
+def follows_to_value(follows: Follows, shared: dict[Any, Any] | None = None,
+                     ) -> dict[str, list[list[int | None]]]:
+    """The stored form. `shared`: equal span lists become one list object across the maps of
+    one save (100,000 distinct maps hold a handful of distinct spans); the JSON is the same."""
+    if shared is None:
+        return {kw: [[a, b] for a, b in spans] for kw, spans in sorted(follows.items())}
+    out: dict[str, list[list[int | None]]] = {}
+    for kw, spans in sorted(follows.items()):
+        value = shared.get(spans)
+        if value is None:
+            value = shared[spans] = [[a, b] for a, b in spans]
+        out[kw] = value
+    return out
 
 
 def _run(value: Any, *, open_end: bool = False) -> int | None:
@@ -217,8 +254,9 @@ def _run(value: Any, *, open_end: bool = False) -> int | None:
     raise fields.BadRecord("a follows map is not a map of keyword to run spans")
 
 
-def follows_from_value(value: Any) -> dict[str, tuple[Span, ...]]:
-    """`{kw: [[start, end|null], ...]}`; `{kw: start}` as an earlier digestd wrote it."""
+def follows_from_value(value: Any, shared: dict[Any, Any] | None = None) -> dict[str, tuple[Span, ...]]:
+    """`{kw: [[start, end|null], ...]}`; `{kw: start}` as an earlier digestd wrote it.
+    `shared`: equal spans become one tuple across the maps of one load (see follows_to_value)."""
     if not isinstance(value, dict):
         raise fields.BadRecord("a follows map is not a map of keyword to run spans")
     out: dict[str, tuple[Span, ...]] = {}
@@ -233,7 +271,8 @@ def follows_from_value(value: Any) -> dict[str, tuple[Span, ...]]:
             if not isinstance(span, list) or len(span) != 2:
                 raise fields.BadRecord("a follows map is not a map of keyword to run spans")
             checked.append((_run(span[0]) or 0, _run(span[1], open_end=True)))
-        out[kw] = tuple(checked)
+        spans_t = tuple(checked)
+        out[kw] = spans_t if shared is None else shared.setdefault(spans_t, spans_t)
     return out
 
 

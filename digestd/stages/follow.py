@@ -14,6 +14,7 @@ from digestd.core.models import Keyword, Paper, Subscriber, SubscriberStatus
 from digestd.core.plan import PlannedDigest
 from digestd.core.query import kept
 from digestd.core.rank import FOR_YOU_BAR, Relevance, best_first, paper_text
+from digestd.core.records import NO_COUNTS
 from digestd.errors import FetchError, StateError
 from digestd.source.arxiv import PaperSource
 from digestd.store.interests import InterestPaper, InterestStore
@@ -73,7 +74,7 @@ class Ranked:
 
     digest: PlannedDigest
     for_you: tuple[str, ...] = ()
-    more: Mapping[str, int] = field(default_factory=dict)  # listing -> papers left out by `top`
+    more: Mapping[str, int] = field(default_factory=lambda: NO_COUNTS)  # listing -> papers left out by `top`
 
 
 def refresh_interests(cfg: Config, source: object, *, dry_run: bool) -> None:
@@ -197,7 +198,7 @@ def _apply(
                     columns[key] = np.fromiter((column.get(p, len(cand_ids)) for p in key), np.intp, len(key))
                 got = scores[columns[key]]
                 order = best_first(got, tops.get(kw))
-                papers[kw] = [ids[j] for j in order]
+                papers[kw] = tuple(ids[j] for j in order)
                 marked += [ids[j] for j in order[got[order] >= FOR_YOU_BAR]]
                 if len(order) < len(ids):
                     more[kw] = len(ids) - len(order)

@@ -57,7 +57,7 @@ def queue(
             run=seq,
             date=iso,
             created=created,
-            papers={kw: tuple(ids) for kw, ids in r.digest.papers.items()},
+            papers=r.digest.papers,  # the plan's tuples, shared by the readers of a keyword
             message_id=message_id(cfg.sender, r.digest.email, seq, iso),
             status=DeliveryStatus.PENDING,
             for_you=r.for_you,

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from digestd.config.settings import Config
-from digestd.core.models import Frequency, Paper, RunReport
+from digestd.core.models import Frequency, Paper, RunReport, email_key
 from digestd.core.morelike import more_like_links
 from digestd.core.pause import after_outcome
 from digestd.core.records import Cursor, Delivery, DeliveryStatus
@@ -80,7 +80,7 @@ def send(
     digests = DigestBuilder(cfg)
     by_key = {d.key: d for d in deliveries}
     cursors = dict(cursors)
-    subscribed = {sub.email.lower() for sub in cfg.subscribers}
+    subscribed = {email_key(sub.email) for sub in cfg.subscribers}
     suppressed = blocked(cfg.paths.suppressions_db, [d.email for d in deliveries])
     sent_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
     commits = GroupCommit(outbox)
@@ -88,7 +88,7 @@ def send(
     async def on_outcome(job: Job, outcome: Outcome) -> None:
         d = by_key[job.key]
         resends = 1 if d.status is DeliveryStatus.UNKNOWN else None
-        key = d.email.lower()
+        key = email_key(d.email)
         cur = cursors.get(key, Cursor())
         outbox.mark(
             job.key,
@@ -97,7 +97,9 @@ def send(
             sent_at=sent_at if outcome.status is DeliveryStatus.SENT else None,
             resends=resends,
             attempts=d.attempts + 1,
-            last_attempt=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # sent_at says when a sent one went; the time of the last try is for the others
+            last_attempt=None if outcome.status is DeliveryStatus.SENT else datetime.now(UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"),
         )
         if outcome.status is DeliveryStatus.SENT:
             report.sent += 1
@@ -116,9 +118,9 @@ def send(
     async def jobs() -> AsyncIterator[Job]:
         buildable: list[Delivery] = []
         for d in deliveries:
-            if d.email.lower() not in subscribed:  # unsubscribed (or removed) since it was queued
+            if email_key(d.email) not in subscribed:  # unsubscribed (or removed) since it was queued
                 await on_outcome(_no_job(d), Outcome(DeliveryStatus.FAILED, "no longer a subscriber"))
-            elif d.email.lower() in suppressed:  # bounced or complained since it was queued
+            elif email_key(d.email) in suppressed:  # bounced or complained since it was queued
                 gone = Outcome(DeliveryStatus.FAILED, "suppressed: see `digestd subscribers list`")
                 await on_outcome(_no_job(d), gone)
             else:
@@ -154,8 +156,9 @@ class DigestBuilder:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.renderers: dict[str, DigestRenderer] = {}
-        # Each digest looks its reader up: one dict, not a scan of every subscriber per digest.
-        self.weekly = {x.email.lower(): x.frequency is Frequency.WEEKLY for x in reversed(cfg.subscribers)}
+        # Each digest looks its reader up: one set (of the weekly ones), not a scan of every
+        # subscriber per digest.
+        self.weekly = {email_key(x.email) for x in cfg.subscribers if x.frequency is Frequency.WEEKLY}
         self._site: tuple[dict[str, str], dict[tuple[str, str], str]] | None = None
 
     def site(self) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
@@ -218,7 +221,7 @@ class DigestBuilder:
         sections = self.personal(d, group_for_subscriber(order, additions))
         if not sections:
             return None
-        period = period_label(d.date, self.weekly.get(d.email.lower(), False))
+        period = period_label(d.date, email_key(d.email) in self.weekly)
         text, html = self.renderer(d.date).render(d.email, sections, period=period, more_in=d.more)
         new, updated = count_new_updated(sections, d.date)
         subject = subject_line(cfg.settings.list_name, period, new, updated, [kw for kw, _ in sections])

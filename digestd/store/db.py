@@ -9,7 +9,6 @@ always inserted it into an empty table, which gives id 1.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -69,29 +68,47 @@ class AtomicJSONStorage(Storage):
         pass
 
 
-CHUNK_DOCS = 2000  # documents per json.dumps call when writing a state file
+CHUNK_DOCS = 2000  # entries per json.dumps call when writing a state file
 
 
-def json_chunks(data: Mapping[str, Mapping[str, Any]]) -> Iterator[bytes]:
-    """The compact JSON of {table: {id: document}}, in pieces of CHUNK_DOCS documents.
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _large(value: object) -> bool:
+    """A dict worth writing in pieces: many entries, or a few that hold one (the cursors
+    table's one document, whose map has an entry per subscriber)."""
+    if not isinstance(value, dict):
+        return False
+    return len(value) > CHUNK_DOCS or (len(value) <= 8 and any(_large(v) for v in value.values()))
+
+
+def json_chunks(data: Mapping[str, Any]) -> Iterator[bytes]:
+    """The compact JSON of `data` in pieces of at most CHUNK_DOCS entries of any large object
+    (a table's documents, the one cursors document's map of 100,000 subscribers).
 
     Why: one json.dumps of a 100,000-delivery outbox is an 81 MB string and 81 MB of bytes at
     once, which made the commit the run's memory peak (docs/benchmarks.md); in pieces, it is
     the same C encoder at the same speed, a few hundred KB at a time. The bytes are those of
     json.dumps(data, ensure_ascii=False, separators=(",", ":")) (tests/test_store.py)."""
-
-    def dumps(value: object) -> str:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
     yield b"{"
-    for t, (name, docs) in enumerate(data.items()):
-        yield (("," if t else "") + dumps(name) + ":{").encode("utf-8")
-        items = iter(docs.items())
-        sep = ""
-        while piece := dict(itertools.islice(items, CHUNK_DOCS)):
-            yield (sep + dumps(piece)[1:-1]).encode("utf-8")
+    sep = ""
+    batch: dict[str, Any] = {}
+    for key, value in data.items():
+        if _large(value):  # in pieces of its own
+            if batch:
+                yield (sep + _dumps(batch)[1:-1]).encode("utf-8")
+                sep, batch = ",", {}
+            yield (sep + _dumps(key) + ":").encode("utf-8")
+            yield from json_chunks(value)
             sep = ","
-        yield b"}"
+            continue
+        batch[key] = value
+        if len(batch) >= CHUNK_DOCS:
+            yield (sep + _dumps(batch)[1:-1]).encode("utf-8")
+            sep, batch = ",", {}
+    if batch:
+        yield (sep + _dumps(batch)[1:-1]).encode("utf-8")
     yield b"}"
 
 

@@ -69,26 +69,31 @@ _FINISHED = (_Q.status == DeliveryStatus.FAILED) | _RESENT
 
 
 def _shared_follows(doc: Mapping[str, Any]) -> dict[str, Follows]:
-    return {ref: follows_from_value(m) for ref, m in (doc.get("follows") or {}).items()}
+    spans: dict[Any, Any] = {}  # equal spans: one object across the maps
+    return {ref: follows_from_value(m, spans) for ref, m in (doc.get("follows") or {}).items()}
 
 
-def _check_cursors(key: str, doc: dict[str, Any]) -> None:
+def _check_cursors(doc: dict[str, Any], keep: dict[str, dict[str, Cursor]] | None) -> None:
     if not isinstance(doc.get("follows") or {}, dict):
         raise BadRecord("field 'follows' is not an object")
     shared = _shared_follows(doc)
+    out: dict[str, Cursor] = {}
     for email, cur in doc["map"].items():
         try:
-            cursor_from_doc(cur, shared)
+            out[email] = cursor_from_doc(cur, shared)
         except BadRecord as err:
             raise err.at("cursors", email) from None
+    if keep is not None:
+        keep["cursors"] = out
 
 
-def check_outbox(data: dict[str, Any]) -> str | None:
-    """outbox.json: at most one cursors {map} record; deliveries as `records.Delivery`."""
+def check_outbox(data: dict[str, Any], keep: dict[str, dict[str, Cursor]] | None = None) -> str | None:
+    """outbox.json: at most one cursors {map} record; deliveries as `records.Delivery`.
+    `keep`: where to leave the cursors as read (so the outbox need not read them twice)."""
     return (
         db.check_tables(data)
         or db.check_single("cursors", data.get("cursors", {}), mapped=True)
-        or db.check_each("cursors", data.get("cursors", {}), _check_cursors)
+        or db.check_each("cursors", data.get("cursors", {}), lambda _, doc: _check_cursors(doc, keep))
         or db.check_each("deliveries", data.get("deliveries", {}), lambda k, d: delivery_from_doc(int(k), d))
     )
 
@@ -139,46 +144,68 @@ class Outbox:
     """
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        self.db = db.open_db(path, read_only=read_only, check=check_outbox, afresh=OUTBOX_AFRESH)
+        checked: dict[str, dict[str, Cursor]] = {}  # the cursors as the whole-file check read them
+        self.db = db.open_db(path, read_only=read_only, check=lambda data: check_outbox(data, checked),
+                             afresh=OUTBOX_AFRESH)
         self.path = path
         self.read_only = read_only
         self.journal = journal.Journal(path.with_suffix(".journal"))
         self.cursors = self.db.table("cursors", cache_size=0)
         self.deliveries = self.db.table("deliveries", cache_size=0)
         self._buffer: dict[int, dict[str, Any]] = {}
+        self._cursors: dict[str, Cursor] | None = checked.get("cursors")  # as read (None: not yet)
+        self._unsaved = False  # the stored cursors document was let go and not saved since
         self._replay()
 
     # --- subscribers -------------------------------------------------------------------------
     # All cursors live in one document, so saving them costs one table rewrite, not one per
     # subscriber (tinydb rewrites a whole table for every update call).
     def load_cursors(self) -> dict[str, Cursor]:
-        """Per subscriber e-mail (lower case)."""
-        doc = db.single(self.cursors)
-        if doc is None:
-            return {}
-        shared = _shared_follows(doc)
-        return {k: cursor_from_doc(v, shared) for k, v in doc["map"].items()}
+        """Per subscriber e-mail (lower case).
+
+        Once read, the stored document is let go (a writer's commit saves the cursors again
+        if nothing did): at 100,000 subscribers it is 60 MB of parsed JSON held beside the
+        same cursors as values, until the queue stage replaces it anyway."""
+        if self._cursors is None:
+            doc = db.single(self.cursors)
+            if doc is None:
+                return {}
+            shared = _shared_follows(doc)
+            self._cursors = {k: cursor_from_doc(v, shared) for k, v in doc["map"].items()}
+            del doc, shared
+        if not self.read_only and not self._unsaved and self._cursors:
+            self._unsaved = True
+            db.buffered(self.db).raw_table("cursors").clear()
+        return dict(self._cursors)
 
     def save_cursors(self, cursors: Mapping[str, Cursor]) -> None:
         """Buffer the cursors; they reach disk with the next commit.
 
         Follows maps are stored once each and named by reference: 100,000 subscribers who
-        follow 50 keywords share a handful of distinct maps, not five million entries."""
+        follow 50 keywords share a handful of distinct maps, not five million entries.
+        The document they replace is let go first, so the two are never held at once (40 MB
+        at 100,000 subscribers); should building this one fail, commit() builds it again."""
+        if not self.read_only:
+            self._cursors, self._unsaved = dict(cursors), True
+            db.buffered(self.db).raw_table("cursors").clear()
         refs: dict[int, str] = {}
         shared: dict[str, dict[str, list[list[int | None]]]] = {}
+        spans: dict[Any, Any] = {}
         out: dict[str, Any] = {}
         for k, c in cursors.items():
             ref = None
             if c.follows is not None:
                 ref = refs.get(id(c.follows))
                 if ref is None:
-                    body = follows_to_value(c.follows)
+                    body = follows_to_value(c.follows, spans)
                     digest = hashlib.sha1(json.dumps(body).encode("utf-8"), usedforsecurity=False)
                     ref = digest.hexdigest()[:12]
                     refs[id(c.follows)] = ref
                     shared[ref] = body
             out[k] = c.to_doc(ref)
         db.put_single(self.cursors, {"map": out, "follows": shared})
+        self._cursors = None  # read again from the document if asked
+        self._unsaved = False
 
     # --- deliveries --------------------------------------------------------------------------
     def all_deliveries(self) -> Iterator[Delivery]:
@@ -190,10 +217,20 @@ class Outbox:
         return [delivery_from_doc(doc.doc_id, doc) for doc in self.deliveries.search(_SENDABLE)]
 
     def add_deliveries(self, deliveries: Iterable[Delivery]) -> list[Delivery]:
-        """Insert new deliveries (their `key` is ignored); the same, with their keys."""
-        items = list(deliveries)
-        keys = self.deliveries.insert_multiple([d.to_doc() for d in items])
-        return [replace(d, key=k) for d, k in zip(items, keys, strict=True)]
+        """Insert new deliveries (their `key` is ignored); the same, with their keys. A list is
+        keyed in place and returned: 100,000 deliveries are never held twice."""
+        items = deliveries if isinstance(deliveries, list) else list(deliveries)
+
+        def doc(d: Delivery) -> dict[str, Any]:
+            doc = d.to_doc()
+            if isinstance(d.papers, dict):  # the delivery's own map, read only: one object for both
+                doc["papers"] = d.papers  # (JSON writes its tuples as lists)
+            return doc
+
+        keys = self.deliveries.insert_multiple([doc(d) for d in items])
+        for n, k in enumerate(keys):
+            items[n] = replace(items[n], key=k)
+        return items
 
     def prune(self, keep_days: int, today: str) -> None:
         """Keep the ledger the size of one day: sent records of earlier days move to
@@ -246,8 +283,11 @@ class Outbox:
             doc = docs.get(str(key))
             if doc is None:
                 continue
-            doc.update(fields)
             lines.append(journal.line(key, doc.get("message_id"), fields))
+            if fields.get("error", 0) is None:  # as to_doc writes it: no error, no key (so a sent
+                doc.pop("error", None)  # document keeps the size it was made with)
+                fields = {k: v for k, v in fields.items() if k != "error"}
+            doc.update(fields)
         storage.touch()
         return lines
 
@@ -264,6 +304,8 @@ class Outbox:
         """Rewrite outbox.json atomically with everything so far; the journal is then folded
         in and removed. A reader (status, preview) never writes."""
         self.take()
+        if self._unsaved and self._cursors is not None:
+            self.save_cursors(self._cursors)
         storage = db.buffered(self.db)
         if self.read_only or not storage.dirty:
             return
