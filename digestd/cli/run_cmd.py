@@ -11,10 +11,11 @@ import typer
 
 from digestd.cli.context import cli_context
 from digestd.cli.progress import FetchProgress, ProgressTransport, Screen
-from digestd.config.load import load_config
+from digestd.config.apart import load_config_apart
 from digestd.core.models import KeywordFetch, RunReport
 from digestd.errors import ExitCode, SmtpFatalError
 from digestd.mail.transport import make_transport
+from digestd.ops import heap
 from digestd.pipeline import RunOptions, run
 from digestd.source.arxiv import ArxivSource
 
@@ -70,7 +71,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fetch, diff, mail and publish once (what the systemd timer runs)."""
         home = cli_context(ctx).home
-        cfg = load_config(home)
+        heap.return_large_buffers()  # a run's 70 KB message buffers go back to the system
+        cfg = load_config_apart(home)  # a large file in a child: its parse leaves no heap here
         source = ArxivSource(
             cfg.arxiv_url, delay=cfg.arxiv_delay, timeout=cfg.arxiv_timeout, max_bytes=cfg.arxiv_max_bytes
         )
