@@ -31,6 +31,7 @@ from fixtures import SEED_000, SEED_001, parse_seed
 from digestd.config.settings import Config, Paths, Settings
 from digestd.core.models import Keyword, Paper, Subscriber
 from digestd.core.plan import PlannedDigest
+from digestd.ops import heap
 from digestd.stages.follow import rank_planned
 from digestd.store.interests import InterestPaper, InterestStore
 
@@ -64,6 +65,7 @@ def main() -> int:
     ap.add_argument("--interests", type=int, default=20)
     ap.add_argument("--pool", type=int, default=5000)
     args = ap.parse_args()
+    heap.return_large_buffers()  # as `digestd run` does
     rng = random.Random(12)
     pool = sentences()
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,8 +83,8 @@ def main() -> int:
         cfg = Config(paths=Paths(home), keywords=(kw,), subscribers=subs, settings=Settings(), smtp=None,
                      sender="papers@example.org")
         held = {LISTING: [(2, p) for p in listing]}
-        day = [p.id for p in listing]
-        planned = [PlannedDigest(s.email, None, {LISTING: list(day)}) for s in subs]
+        day = tuple(p.id for p in listing)  # as core/plan.py gives it: one tuple for all readers
+        planned = [PlannedDigest(s.email, None, {LISTING: day}) for s in subs]
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         t0 = time.perf_counter()
         ranked = rank_planned(cfg, held, planned)

@@ -45,8 +45,10 @@ class Relevance:
     def __init__(self, corpus: Sequence[str]) -> None:
         from scipy import sparse
 
-        self._vectorizer = make_vectorizer()
-        self._matrix = sparse.csr_matrix(self._vectorizer.fit_transform(list(corpus) or [""]))
+        # The vectorizer (its vocabulary) is not kept: only the vectors are used, and its
+        # 50,000 term strings, made among millions of passing tokens, would hold their
+        # memory (100 MB at 7,000 texts, bench/rank_bench.py).
+        self._matrix = sparse.csr_matrix(make_vectorizer().fit_transform(list(corpus) or [""]))
 
     def rows(self, positions: Sequence[int]) -> sparse.csr_matrix:
         """The L2-normalised vectors of these texts of the corpus."""
@@ -75,11 +77,25 @@ class Relevance:
             shared[at : at + per_slice] = (interests[at : at + per_slice] @ candidates_t).toarray()
         for start in range(0, mix.shape[0], per_slice):
             part = mix[start : start + per_slice]
-            centroids = part @ interests
-            norms = np.sqrt(np.asarray(centroids.multiply(centroids).sum(axis=1), dtype=np.float32)).ravel()
+            norms = _centroid_norms(part, interests)
             block = np.asarray(part @ shared, dtype=np.float32)
             np.divide(block, norms[:, None], out=block, where=norms[:, None] > 0)
             yield start, block
+
+
+NORMS_PER_SLICE = 64  # readers whose centroids are made at once, only for their lengths
+
+
+def _centroid_norms(part: sparse.csr_matrix, interests: sparse.csr_matrix) -> NDArray[np.float32]:
+    """|mix_r . interests| for each reader of `part`, 64 readers' centroids at a time: 512
+    readers' centroids over the whole vocabulary are 27 MB (bench/rank_bench.py), 64 are 3."""
+    import numpy as np
+
+    out = np.empty(part.shape[0], dtype=np.float32)
+    for at in range(0, part.shape[0], NORMS_PER_SLICE):
+        centroids = part[at : at + NORMS_PER_SLICE] @ interests
+        out[at : at + NORMS_PER_SLICE] = np.asarray(centroids.multiply(centroids).sum(axis=1)).ravel()
+    return np.sqrt(out)
 
 
 def _mixing(members: Sequence[Sequence[int]], n: int) -> sparse.csr_matrix:

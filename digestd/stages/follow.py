@@ -185,9 +185,11 @@ def _apply(
     rel = Relevance([texts[c] for c in cand_ids] + interest_texts)
     members = [[where[t] - len(cand_ids) for t in prof] for prof in profiles]
     interests = rel.rows(range(len(cand_ids), len(cand_ids) + len(interest_texts)))
+    candidates = rel.rows(range(len(cand_ids)))
+    del rel  # the whole matrix (18 MB at 7,000 texts): its two parts are all the scores need
     column = {c: n for n, c in enumerate(cand_ids)}  # a paper without text: the zero column after them
     columns: dict[tuple[str, ...], NDArray[np.intp]] = {}
-    for start, block in Relevance.scores(members, interests, rel.rows(range(len(cand_ids)))):
+    for start, block in Relevance.scores(members, interests, candidates):
         block = np.hstack([block, np.zeros((block.shape[0], 1), dtype=block.dtype)])
         for row, scores in enumerate(block):
             i = todo[start + row]
