@@ -225,3 +225,25 @@ def test_a_broken_interest_cache_is_moved_aside_and_refetched(
     assert len(asked) == 1 and "interests.json is unreadable" in caplog.text
     assert list((tmp_path / "state").glob("interests.json.corrupt-*"))
     assert deliveries(tmp_path)["alice@example.org"].for_you
+
+
+def test_interests_in_any_date_order_are_fetched(tmp_path: Path) -> None:
+    """An id_list answer comes in the order of the ids (a BibTeX file's, a reader's), not
+    newest first: it is not held to the date order a search's answer is (found by
+    bench/rank_run.py, whose readers' interests are in random order)."""
+    liked = interests_of_older(VAD, 4)
+    oldest_first = list(reversed(liked))
+    assert any(b.updated > a.updated for a, b in zip(oldest_first, oldest_first[1:], strict=False))
+    write_instance(tmp_path, [MIXED], [{"email": "alice@example.org", "interests": [p.id for p in oldest_first]}])
+    with FakeArxiv() as fake:
+        fake.extra = liked
+        two_days(tmp_path, fake)
+        asked = [r for r in fake.requests if r.keyword == ID_LIST]
+    store = InterestStore(tmp_path / "state" / "interests.json", read_only=True)
+    try:
+        known = store.known()
+    finally:
+        store.close()
+    assert len(asked) == 1 and {p.id for p in liked} <= set(known)
+    assert not any(known[p.id].gone for p in liked)
+    assert deliveries(tmp_path)["alice@example.org"].for_you

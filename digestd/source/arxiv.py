@@ -120,10 +120,13 @@ class ArxivSource:
             chunk = list(ids[start : start + ID_SLICE])
             search = arxiv.Search(id_list=chunk, max_results=len(chunk))
             params = {**query_params(search), "search_query": ""}
-            papers += self._fetch(params, f"{len(chunk)} interest papers", len(chunk), "check the ids")
+            papers += self._fetch(params, f"{len(chunk)} interest papers", len(chunk), "check the ids",
+                                  by_date=False)
         return papers
 
-    def _fetch(self, params: Mapping[str, str], label: str, max_results: int, hint: str) -> list[Paper]:
+    def _fetch(
+        self, params: Mapping[str, str], label: str, max_results: int, hint: str, *, by_date: bool = True
+    ) -> list[Paper]:
         """One answer for `params`, retried within arXiv's pace; its papers, read strictly."""
         retry_after = 0.0
         last_error = "no attempt"
@@ -141,7 +144,7 @@ class ArxivSource:
                 continue
             status = answer.status
             if status == 200:
-                return parse_feed(answer.body, max_results, keyword=label)
+                return parse_feed(answer.body, max_results, keyword=label, by_date=by_date)
             last_error = f"arXiv answered HTTP {status}"
             if status == 429 or status >= 500:
                 retry_after = _retry_after(answer.headers) or self.delay * (2**attempt)

@@ -185,7 +185,9 @@ def paper_from_entry(entry: Any, index: int, keyword: str = "") -> Paper | None:
     return paper
 
 
-def parse_feed(body: bytes, max_results: int | None = None, *, keyword: str = "") -> list[Paper]:
+def parse_feed(
+    body: bytes, max_results: int | None = None, *, keyword: str = "", by_date: bool = True
+) -> list[Paper]:
     """Strictly check that `body` is an arXiv Atom feed, then read its entries: at most
     `max_results` of them (more is trimmed, with a warning), bad ones skipped."""
     try:
@@ -205,7 +207,9 @@ def parse_feed(body: bytes, max_results: int | None = None, *, keyword: str = ""
         )  # fmt: skip
         entries = entries[:max_results]
     papers = [p for i, e in enumerate(entries) if (p := paper_from_entry(e, i, keyword)) is not None]
-    for earlier, later in itertools.pairwise(papers):
+    # A search is asked for newest first (what follows depends on it); an id_list answer
+    # comes in the order of the ids, which is any order (a BibTeX file's, a reader's).
+    for earlier, later in itertools.pairwise(papers) if by_date else ():
         if later.updated > earlier.updated:
             raise FetchError("the entries are not sorted by date, newest first")
     return papers
