@@ -33,15 +33,15 @@ import random
 import re
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -138,11 +138,30 @@ def write_instance(home: Path, n: int, connections: int) -> None:
 # --------------------------------------------------------------------------- child: one scale
 
 
+def reset_peak() -> None:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM)."""
+    with suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_mb() -> float:
+    """VmHWM: this process's peak RSS since the last reset_peak(), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 class Timers:
     def __init__(self) -> None:
         self.t: dict[str, float] = defaultdict(float)
         self.count: dict[str, int] = defaultdict(int)
         self.bytes = 0
+        self.peak: dict[str, float] = {}
+        self.depth = 0
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         t = self.t
@@ -150,35 +169,29 @@ class Timers:
 
         def timed(*a: Any, **k: Any) -> Any:
             start = time.perf_counter()
+            self.depth += 1
+            if self.depth == 1:  # stages nest (render inside send): the outermost owns the window
+                reset_peak()
             try:
                 return fn(*a, **k)
             finally:
                 t[name] += time.perf_counter() - start
                 c[name] += 1
+                self.depth -= 1
+                if self.depth == 0:
+                    self.peak[name] = max(self.peak.get(name, 0.0), peak_mb())
 
         return timed
 
 
-def child(args: argparse.Namespace) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    from datetime import datetime
-
-    from digestd import pipeline
-    from digestd.config.load import load_config
+def install_timers() -> Timers:
+    """Wrap the pipeline's stages (and count the bytes sent) so each is timed in this process."""
     from digestd.mail import smtp as deliver
-    from digestd.mail.transport import make_transport
     from digestd.render.digest import DigestRenderer
     from digestd.source.arxiv import ArxivSource
     from digestd.stages import collect, publish, queue, send
     from digestd.store.outbox import Outbox
 
-    imports = time.perf_counter() - t0
-    home = Path(args.home)
-    write_instance(home, args.n, args.connections)
-    env = {
-        "DIGESTD_SMTP_HOST": "127.0.0.1", "DIGESTD_SMTP_PORT": str(args.sink_port),
-        "DIGESTD_SMTP_SECURITY": "none", "DIGESTD_ARXIV_DELAY": "0", "DIGESTD_SMTP_TIMEOUT": "60",
-    }
     tm = Timers()
     ArxivSource.fetch = tm.wrap("fetch", ArxivSource.fetch)  # type: ignore[method-assign]
     collect.collect = tm.wrap("fetch_diff", collect.collect)
@@ -197,74 +210,198 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         await real_sendmail(client, env_, **kw)
 
     deliver.sendmail = sendmail
+    return tm
 
-    days: dict[str, Any] = {}
-    for day, url in ((DAY1, args.url1), (DAY2, args.url2)):
-        tm.t.clear()
-        tm.count.clear()
-        tm.bytes = 0
-        start = time.perf_counter()
-        cfg = load_config(home, env)
-        loaded = time.perf_counter()
-        source = ArxivSource(url, delay=0.0, timeout=60, retries=1)
-        transport = make_transport(cfg.smtp, cfg.paths.maildir, connections=cfg.settings.connections,
-                                   max_rate=cfg.settings.max_rate)
-        now = datetime.fromisoformat(f"{day}T12:00:00+00:00")
-        spy = None
-        if os.environ.get("BENCH_PYSPY") and day == DAY2:  # sampling profile: py-spy on PATH
-            out = f"{os.environ['BENCH_PYSPY']}.n{args.n}.txt"
-            spy = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(os.getpid()), "--rate", "250", "--format", "raw",
-                 "-o", out],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            time.sleep(1.0)
-        self0 = resource.getrusage(resource.RUSAGE_SELF)
-        if args.profile and day == DAY2:
-            import cProfile
 
-            prof = cProfile.Profile()
-            report = prof.runcall(pipeline.run, cfg, source=source, transport=transport, now=now)
-            prof.dump_stats(f"{args.profile}.n{args.n}.prof")
-        else:
-            report = pipeline.run(cfg, source=source, transport=transport, now=now)
-        end = time.perf_counter()
-        self1 = resource.getrusage(resource.RUSAGE_SELF)
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(60)
-        t = dict(tm.t)
-        render = t.get("render", 0.0)
-        send = t.get("send", 0.0)
-        days[day] = {
-            "load": loaded - start,
-            "fetch": t.get("fetch", 0.0),
-            "diff": t.get("fetch_diff", 0.0) - t.get("fetch", 0.0),
-            "queue": t.get("queue", 0.0),
-            "render": render,
-            "main_cpu": self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime,
-            "deliver": send - render,
-            "send": send,
-            "ledger_flushes": tm.count.get("ledger", 0),
-            "ledger": t.get("ledger", 0.0),
-            "readme": t.get("readme", 0.0),
-            "total": end - start,
-            "run": end - loaded,
-            "sent": report.sent,
-            "pending": report.pending,
-            "failed": report.failed,
-            "bytes": tm.bytes,
-            "new": sum(len(k.new) for k in report.keywords),
-            "errors": [k.error for k in report.keywords if k.error] + [e for e in [report.fatal] if e],
-        }
-    state = home / "state"
+
+def figures(tm: Timers, loaded: float, run_s: float, cpu: float, report: Any) -> dict[str, Any]:
+    """One day's stage times and counts from the timers of the process that ran it."""
+    t = dict(tm.t)
+    render = t.get("render", 0.0)
+    send = t.get("send", 0.0)
     return {
-        "n": args.n,
-        "imports": imports,
-        "days": days,
-        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "state_bytes": {p.name: p.stat().st_size for p in sorted(state.glob("*.json"))},
+        "load": loaded,
+        "fetch": t.get("fetch", 0.0),
+        "diff": t.get("fetch_diff", 0.0) - t.get("fetch", 0.0),
+        "queue": t.get("queue", 0.0),
+        "render": render,
+        "main_cpu": cpu,
+        "deliver": send - render,
+        "send": send,
+        "ledger_flushes": tm.count.get("ledger", 0),
+        "ledger": t.get("ledger", 0.0),
+        "readme": t.get("readme", 0.0),
+        "run": run_s,
+        "total": loaded + run_s,
+        "peak_mb": dict(tm.peak),
+        "sent": report.sent,
+        "pending": report.pending,
+        "failed": report.failed,
+        "bytes": tm.bytes,
+        "new": sum(len(k.new) for k in report.keywords),
+        "errors": [k.error for k in report.keywords if k.error] + [e for e in [report.fatal] if e],
     }
+
+
+def bench_env(args: argparse.Namespace, url: str) -> dict[str, str]:
+    return {
+        "DIGESTD_SMTP_HOST": "127.0.0.1", "DIGESTD_SMTP_PORT": str(args.sink_port),
+        "DIGESTD_SMTP_SECURITY": "none", "DIGESTD_ARXIV_DELAY": "0", "DIGESTD_SMTP_TIMEOUT": "60",
+        "DIGESTD_ARXIV_API_URL": url,
+    }
+
+
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    """Day 1 (the baseline) in this process, then day 2 as `digestd run` processes, timed from
+    start to exit: once per --repeat, each on a copy of the instance as day 1 left it."""
+    from datetime import datetime
+
+    from digestd import pipeline
+    from digestd.config.load import load_config
+    from digestd.mail.transport import make_transport
+    from digestd.source.arxiv import ArxivSource
+
+    home = Path(args.home)
+    write_instance(home, args.n, args.connections)
+    tm = install_timers()
+    start = time.perf_counter()
+    reset_peak()
+    cfg = load_config(home, bench_env(args, args.url1))
+    loaded = time.perf_counter() - start
+    tm.peak["load"] = peak_mb()
+    transport = make_transport(cfg.smtp, cfg.paths.maildir, connections=cfg.settings.connections,
+                               max_rate=cfg.settings.max_rate)
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    report = pipeline.run(cfg, source=ArxivSource(args.url1, delay=0.0, timeout=60, retries=1),
+                          transport=transport, now=datetime.fromisoformat(f"{DAY1}T12:00:00+00:00"))
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    days = {DAY1: figures(tm, loaded, time.perf_counter() - t0,
+                          cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, report)}
+    day1_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    del cfg, report
+    runs = []
+    copy = home
+    for k in range(args.repeat):
+        if k:
+            shutil.rmtree(copy, ignore_errors=True)
+        copy = home.with_name(f"{home.name}.day2.{k}")
+        shutil.copytree(home, copy)
+        r = cli_day2(args, copy)
+        # the issue's reference right after each run, on the same sink: 40,000-byte messages
+        r["smtp_source_40k"] = smtp_source(args.sink_port, max(r["sent"], 1), 40000, args.connections)
+        runs.append(r)
+    state = copy / "state"
+    sizes = {p.name: p.stat().st_size for p in sorted(state.glob("*.json"))}
+    days[DAY2] = runs[0]
+    return {"n": args.n, "days": days, "day2_runs": runs, "day1_maxrss_mb": day1_rss,
+            "maxrss_mb": max(r["maxrss_mb"] for r in runs), "state_bytes": sizes, "day2_home": str(copy)}
+
+
+def cli_day2(args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    """Day 2 as the systemd unit runs it: a `digestd run` process (digestd.cli.app.main, with the
+    stage timers of --cli-run), timed by this process from its start to its exit; peak RSS is
+    that process's own, and its builder processes' (forked, sharing its pages) apart."""
+    timings = home / "timings.json"
+    cmd = [sys.executable, __file__, "--cli-run", "--home", str(home), "--timings", str(timings)]
+    env = {**os.environ, **bench_env(args, args.url2)}
+    spy_out = os.environ.get("BENCH_PYSPY")
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    spy = None
+    if spy_out:  # sampling profile: py-spy on PATH
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--subprocesses", "--rate", "250",
+                                "--format", "raw", "-o", f"{spy_out}.n{args.n}.txt"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert proc.stderr is not None
+    stop, pss = threading.Event(), {"pss_mb": 0.0}
+    sampler = threading.Thread(target=sample_pss, args=(proc.pid, stop, pss), daemon=True)
+    sampler.start()
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    stop.set()
+    sampler.join()
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if spy is not None:
+        spy.wait(60)
+    if proc.returncode not in (0, 75):
+        raise RuntimeError(f"digestd run exited {proc.returncode}: {err.decode()[-3000:]}")
+    d = json.loads(timings.read_text())
+    d["total"] = wall  # start to exit, interpreter start and imports included
+    d["process_maxrss_mb"] = usage.ru_maxrss / 1024  # the largest of the process and its builders
+    d["pss_mb"] = pss["pss_mb"]  # the run and its builders together, shared pages counted once
+    return d
+
+
+def _kb(path: str, field: str) -> int:
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _family(pid: int) -> list[int]:
+    """`pid` and its children (the builder processes), from /proc."""
+    out = [pid]
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def sample_pss(pid: int, stop: threading.Event, peak: dict[str, float]) -> None:
+    """The memory the run and its builders take together: the sum of their proportional set
+    sizes (a page two processes share counts half in each), every 0.25 s until `stop`."""
+    while not stop.wait(0.25):
+        total = sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in _family(pid))
+        peak["pss_mb"] = max(peak.get("pss_mb", 0.0), total / 1024)
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    """In the `digestd run` process of cli_day2: the timers, then digestd's own CLI entry."""
+    start = time.perf_counter()
+    tm = install_timers()
+    from digestd.cli import app
+    from digestd.pipeline import RunOptions
+
+    seen: dict[str, Any] = {}
+    import digestd.cli.run_cmd as run_cmd
+
+    real_run = run_cmd.run
+
+    def run(*a: Any, **k: Any) -> Any:
+        seen["loaded"] = time.perf_counter() - start
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        report = real_run(*a, **k)
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        seen["figures"] = figures(tm, seen["loaded"], time.perf_counter() - t0,
+                                  cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, report)
+        return report
+
+    run_cmd.run = run
+    assert RunOptions  # the CLI builds its options itself
+    sys.argv = ["digestd", "--home", args.home, "--log-level", "warning", "run"]
+    code = 0
+    try:
+        app.main()
+    except SystemExit as ex:
+        code = int(ex.code or 0)
+    d = seen.get("figures", {})
+    d["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    d["builders_maxrss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    Path(args.timings).write_text(json.dumps(d))
+    return code
 
 
 def naive(args: argparse.Namespace) -> dict[str, Any]:
@@ -284,8 +421,10 @@ def naive(args: argparse.Namespace) -> dict[str, Any]:
     outbox = Outbox(cfg.paths.outbox_db)
     by_kw = {kw: {p.id: p for _, p in items} for kw, items in store.by_keyword().items()}
     order = [k.name for k in cfg.keywords]
-    docs = [d for d in outbox.all_deliveries() if d.date == DAY2][: args.count]
-    r = DigestRenderer(cfg.paths.templates, date=DAY2, list_name="Daily Papers", sender=cfg.sender)
+    every = list(outbox.all_deliveries())
+    day = max((d.date for d in every), default=DAY2)  # day 2's run: `digestd run` dates it today
+    docs = [d for d in every if d.date == day][: args.count]
+    r = DigestRenderer(cfg.paths.templates, date=day, list_name="Daily Papers", sender=cfg.sender)
     prepared = []
     for d in docs:
         additions = {kw: [by_kw[kw][i] for i in ids] for kw, ids in d.papers.items()}
@@ -298,7 +437,7 @@ def naive(args: argparse.Namespace) -> dict[str, Any]:
             msg = EmailMessage()
             msg["From"] = cfg.sender
             msg["To"] = formataddr((d.name or "", d.email))
-            msg["Subject"] = f"Daily Papers {DAY2}: {plural(n, 'new paper')}"
+            msg["Subject"] = f"Daily Papers {day}: {plural(n, 'new paper')}"
             msg["Date"] = format_datetime(datetime.now(UTC))
             msg["Message-ID"] = make_msgid(domain="example.org")
             msg["List-Id"] = "Daily Papers <daily-papers.example.org>"
@@ -407,77 +546,82 @@ def fmt_rate(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def rate(run: dict[str, Any]) -> float:
+    """Digests a second over the whole `digestd run` process, start to exit (issue 13)."""
+    return float(run["sent"] / run["total"]) if run["total"] and run["sent"] else 0.0
+
+
+def ratio(run: dict[str, Any]) -> float:
+    """That rate against smtp-source -s N -d -l 40000's on the same sink, run right after it."""
+    src = run.get("smtp_source_40k")
+    return rate(run) / src["rate"] if src and src["rate"] else 0.0
+
+
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     cols = ["subscribers", "day", "load", "fetch", "diff", "queue", "render", "deliver", "README", "total",
             "CPU", "digests", "digests/s", "KB/msg"]
     rows = []
     for r in results:
         for day, d in r["days"].items():
-            rate = d["sent"] / d["send"] if d["send"] and d["sent"] else 0.0
+            per_s = rate(d) if day == DAY2 else 0.0
             rows.append([
                 f"{r['n']:,}", "1 (baseline)" if day == DAY1 else "2",
                 *(f"{d[k]:.2f}" for k in STAGES), f"{d['main_cpu']:.2f}",
-                f"{d['sent']:,}", fmt_rate(rate) if rate else "-",
+                f"{d['sent']:,}", fmt_rate(per_s) if per_s else "-",
                 f"{d['bytes'] / d['sent'] / 1024:.1f}" if d["sent"] else "-",
             ])
     lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines.append("")
-    cols2 = ["subscribers", "digestd digests/s", "smtp-source msg/s", "naive msg/s", "digestd/smtp-source",
-             "digestd/naive", "day 2 end to end s", "peak RSS MB", "papers.json KB", "outbox.json KB"]
+    cols2 = ["subscribers", "run", "digestd digests/s (whole process)", "smtp-source -l 40000 msg/s",
+             "ratio", "smtp-source at digestd's size msg/s", "naive msg/s", "digestd/naive",
+             "`digestd run` s", "peak RSS MB (main)", "peak RSS MB (any process)", "peak PSS MB (all)",
+             "papers.json KB", "outbox.json KB"]
     lines += ["| " + " | ".join(cols2) + " |", "|" + " --- |" * len(cols2)]
     for r in results:
-        d = r["days"][DAY2]
-        rate = d["sent"] / d["send"] if d["send"] and d["sent"] else 0.0
         src, nv = r.get("smtp_source"), r.get("naive")
         sb = r["state_bytes"]
-        lines.append("| " + " | ".join([
-            f"{r['n']:,}", fmt_rate(rate),
-            fmt_rate(src["rate"]) if src else "-",
-            (fmt_rate(nv["rate"]) + (f" (on {nv['count']:,})" if nv["count"] < d["sent"] else ""))
-            if nv else "-",
-            f"{rate / src['rate']:.0%}" if src else "-",
-            f"{rate / nv['rate']:.1f}x" if nv else "-",
-            f"{d['total']:.2f}", f"{r['maxrss_mb']:.0f}",
-            f"{sb.get('papers.json', 0) / 1024:,.0f}", f"{sb.get('outbox.json', 0) / 1024:,.0f}",
-        ]) + " |")
+        for k, d in enumerate(r["day2_runs"]):
+            lines.append("| " + " | ".join([
+                f"{r['n']:,}", str(k + 1), fmt_rate(rate(d)),
+                fmt_rate(d["smtp_source_40k"]["rate"]), f"{ratio(d):.2f}",
+                fmt_rate(src["rate"]) if src and not k else "",
+                (fmt_rate(nv["rate"]) + (f" (on {nv['count']:,})" if nv["count"] < d["sent"] else ""))
+                if nv and not k else "",
+                f"{rate(d) / nv['rate']:.1f}x" if nv else "-",
+                f"{d['total']:.2f}", f"{d['maxrss_mb']:.0f}", f"{d['process_maxrss_mb']:.0f}",
+                f"{d.get('pss_mb', 0):.0f}",
+                f"{sb.get('papers.json', 0) / 1024:,.0f}", f"{sb.get('outbox.json', 0) / 1024:,.0f}",
+            ]) + " |")
     lines += ["", *targets(results)]
     return "\n".join(lines)
 
 
 def targets(results: list[dict[str, Any]]) -> list[str]:
-    """Issue 6's targets, checked against this run's figures."""
-    out = ["Targets (issue 6):"]
+    """Issue 13's targets, checked against this run's figures."""
+    out = ["Targets (issue 13):"]
 
     def check(ok: bool, what: str) -> None:
         out.append(f"  [{'ok' if ok else 'MISSED'}] {what}")
 
     by_n = {r["n"]: r for r in results}
-    for r in results:
-        d = r["days"][DAY2]
-        if not d["sent"] or r["n"] < 10000:
-            continue
-        rate = d["sent"] / d["send"]
-        src, nv = r.get("smtp_source"), r.get("naive")
-        if src:
-            check(rate >= 0.3 * src["rate"], f"{r['n']:,}: delivery {rate:,.0f}/s >= 30% of smtp-source's "
-                  f"{src['rate']:,.0f}/s ({rate / src['rate']:.0%})")
-        if nv:
-            check(rate >= 5 * nv["rate"], f"{r['n']:,}: delivery >= 5x naive ({rate / nv['rate']:.1f}x)")
     if 10000 in by_n:
-        r = by_n[10000]
-        total = r["days"][DAY2]["total"]
-        check(total < 15, f"10,000: day 2 end to end {total:.1f} s < 15 s")
-        check(r["maxrss_mb"] < 300, f"10,000: peak RSS {r['maxrss_mb']:.0f} MB < 300 MB")
+        runs = by_n[10000]["day2_runs"]
+        good = sum(1 for d in runs if ratio(d) >= 0.5)
+        held = (good >= 4 and len(runs) >= 5) or good == len(runs)
+        check(held, "10,000: `digestd run` at >= 0.5 of smtp-source -s 8 "
+              f"-l 40000 in {good} of {len(runs)} runs (4 of 5 asked; ratios "
+              + ", ".join(f"{ratio(d):.2f}" for d in runs) + ")")
     if 100000 in by_n:
         r = by_n[100000]
-        check(r["maxrss_mb"] < 1024, f"100,000: peak RSS {r['maxrss_mb']:.0f} MB < 1 GB")
+        check(r["maxrss_mb"] < 300, f"100,000: peak RSS {r['maxrss_mb']:.0f} MB < 300 MB (the `digestd run` "
+              f"process; its forked builders peak at {r['day2_runs'][0]['builders_maxrss_mb']:.0f} MB RSS, "
+              f"sharing its pages: all of them together, {r['day2_runs'][0].get('pss_mb', 0):.0f} MB PSS)")
         if 10000 in by_n:
             a, b = by_n[10000]["days"][DAY2], r["days"][DAY2]
-            growth = {k: b[k] / a[k] for k in ("load", "queue", "render", "deliver", "total") if a[k] > 0.05}
-            # n log n from 10,000 to 100,000 is x12.5; each stage is one pass over the subscribers
-            check(growth["total"] <= 12.5, "100,000 vs 10,000 (10x the subscribers): " + ", ".join(
-                f"{k} x{v:.1f}" for k, v in growth.items()) + " (linear: x10, n log n: x12.5)")
+            growth = {k: b[k] / a[k] for k in ("load", "queue", "deliver", "total") if a[k] > 0.05}
+            check(growth["total"] <= 11, "100,000 vs 10,000 (10x the subscribers): " + ", ".join(
+                f"{k} x{v:.1f}" for k, v in growth.items()) + " (at most x11 asked)")
     return out
 
 
@@ -489,7 +633,8 @@ def main() -> int:
     ap.add_argument("--naive-count", type=int, default=1000, help="digests sent by the naive baseline")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary instances")
-    ap.add_argument("--profile", help="cProfile day 2 of each scale into PREFIX.nN.prof (slows it down)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="day 2 runs per scale, each on a copy of day 1's instance (the issue asks 4 of 5)")
     # internal: one child per scale (so RSS and timings never mix) and the naive baseline
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--naive", action="store_true", help=argparse.SUPPRESS)
@@ -499,7 +644,11 @@ def main() -> int:
     ap.add_argument("--sink-port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--url1", help=argparse.SUPPRESS)
     ap.add_argument("--url2", help=argparse.SUPPRESS)
+    ap.add_argument("--cli-run", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--timings", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.cli_run:
+        return cli_run(args)
     if args.child:
         print(json.dumps(child(args)))
         return 0
@@ -525,22 +674,29 @@ def main() -> int:
                 t = time.perf_counter()
                 r = run_py(["--child", "--home", str(home), "--n", str(n), "--sink-port", str(sink.port),
                             "--url1", url1, "--url2", url2, "--connections", str(args.connections),
-                            *(["--profile", args.profile] if args.profile else [])],
+                            "--repeat", str(args.repeat)],
                            timeout=3600)
                 time.sleep(0.2)
                 r["sink_received"] = sink.messages() - before
                 d2 = r["days"][DAY2]
-                print(f"{n:>7} subscribers: day 2 {d2['total']:.2f} s, {d2['sent']} digests "
-                      f"(sink got {r['sink_received']}), peak RSS {r['maxrss_mb']:.0f} MB "
-                      f"[child {time.perf_counter() - t:.0f} s]", file=sys.stderr)
+                for k, run in enumerate(r["day2_runs"]):
+                    print(f"{n:>7} subscribers, day 2 run {k + 1}: `digestd run` {run['total']:.2f} s, "
+                          f"{run['sent']} digests, {rate(run):,.0f}/s = {ratio(run):.2f} of smtp-source "
+                          f"-l 40000 ({run['smtp_source_40k']['rate']:,.0f}/s), "
+                          f"peak RSS {run['maxrss_mb']:.0f} MB", file=sys.stderr)
+                took = time.perf_counter() - t
+                print(f"{n:>7} subscribers: sink got {r['sink_received']} [child {took:.0f} s]",
+                      file=sys.stderr)
                 if d2["sent"]:
-                    r["naive"] = run_py(["--naive", "--home", str(home), "--count", str(min(args.naive_count,
-                                         d2["sent"])), "--sink-port", str(sink.port)], timeout=1800)
+                    count = str(min(args.naive_count, d2["sent"]))
+                    r["naive"] = run_py(["--naive", "--home", r["day2_home"], "--count", count,
+                                         "--sink-port", str(sink.port)], timeout=1800)
                     avg = d2["bytes"] // d2["sent"]
                     r["smtp_source"] = smtp_source(sink.port, d2["sent"], avg, args.connections)
                 results.append(r)
                 if not args.keep:
                     shutil.rmtree(home, ignore_errors=True)
+                    shutil.rmtree(r["day2_home"], ignore_errors=True)
     finally:
         sink.stop()
         if not args.keep:

@@ -4,6 +4,7 @@ interests exit 2 naming file, line and entry; an id arXiv no longer serves is sk
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from pathlib import Path
@@ -233,7 +234,7 @@ def test_interests_in_any_date_order_are_fetched(tmp_path: Path) -> None:
     bench/rank_run.py, whose readers' interests are in random order)."""
     liked = interests_of_older(VAD, 4)
     oldest_first = list(reversed(liked))
-    assert any(b.updated > a.updated for a, b in zip(oldest_first, oldest_first[1:], strict=False))
+    assert any(b.updated > a.updated for a, b in itertools.pairwise(oldest_first))
     write_instance(tmp_path, [MIXED], [{"email": "alice@example.org", "interests": [p.id for p in oldest_first]}])
     with FakeArxiv() as fake:
         fake.extra = liked

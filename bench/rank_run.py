@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""A whole `digestd run` with a ranked listing (issue 12, point 5): what ranking adds to a run.
+
+    .venv/bin/python bench/rank_run.py                 # 2,000-paper listing, 10,000 readers
+    .venv/bin/python bench/rank_run.py --readers 2000  # quicker
+
+One keyword, a listing of cs.CV with `top: 15`; every reader has `--interests` arXiv ids drawn
+from a pool of 5,000 (texts recombined from the seeds' real abstracts). The fake arXiv of the
+tests serves the listing (paged) and the interest papers (id_list); Postfix's smtp-sink takes
+the mail. Day 1 stores the baseline and fetches the interest papers once; day 2 lists
+`--papers` new papers, run twice from day 1's state as `digestd run` processes: once as is
+(ranked for each reader) and once with the `interests:` lines taken out (newest first). The
+difference is what ranking adds; peak RSS is the run process's own (ru_maxrss), PSS the run
+and its builder processes together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE))
+
+from fakearxiv import FakeArxiv  # noqa: E402
+from fixtures import make_paper  # noqa: E402
+from rank_bench import sentences, text  # noqa: E402
+from run import Sink, ensure_postfix, sample_pss  # noqa: E402
+
+LISTING = "Computer Vision today"
+DAY1, DAY2 = "2026-11-27", "2026-11-28"  # before today: `digestd run` dates its digests today
+
+
+def write_instance(home: Path, readers: int, interests: int, pool: list[str], rng: random.Random) -> None:
+    lines = ["keywords:", f"  - name: {LISTING}", "    listing: cs.CV", "    top: 15", "subscribers:"]
+    for n in range(readers):
+        lines.append(f"  - email: reader{n:06d}@example.org")
+        ids = ", ".join(repr(i) for i in rng.sample(pool, interests))  # quoted: 2611.10000 is no number
+        lines.append(f"    interests: [{ids}]")
+    lines += ["settings:", "  from: Daily Papers <papers@example.org>", "  timezone: UTC", ""]
+    home.mkdir(parents=True)
+    (home / "state").mkdir()
+    (home / "subscribers.yaml").write_text("\n".join(lines), encoding="utf-8")
+
+
+def without_interests(home: Path) -> None:
+    path = home / "subscribers.yaml"
+    kept = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("interests:")]
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+
+
+def digestd_run(home: Path, env: dict[str, str]) -> dict[str, Any]:
+    """`python -m digestd run`, timed from start to exit, with its peak RSS and PSS."""
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "digestd", "--home", str(home), "--log-level", "warning", "run"]
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stop, pss = threading.Event(), {"pss_mb": 0.0}
+    sampler = threading.Thread(target=sample_pss, args=(proc.pid, stop, pss), daemon=True)
+    sampler.start()
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 75):
+        raise RuntimeError(f"digestd run exited {code}: {err.decode()[-3000:]}")
+    if err.strip():
+        print(err.decode(errors="replace").strip()[-2000:], file=sys.stderr)
+    return {"seconds": wall, "maxrss_mb": usage.ru_maxrss / 1024, "pss_mb": pss["pss_mb"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--papers", type=int, default=2000, help="new papers in the listing on day 2")
+    ap.add_argument("--readers", type=int, default=10_000)
+    ap.add_argument("--interests", type=int, default=20, help="interest papers per reader")
+    ap.add_argument("--pool", type=int, default=5000, help="distinct interest papers")
+    args = ap.parse_args()
+    ensure_postfix()
+    rng = random.Random(12)
+    said = sentences()
+
+    def paper(i: int, day: str, k: int) -> Any:
+        """The k-th newest paper of `day` (one second apart: a feed is sorted newest first)."""
+        t = 86399 - k
+        stamp = f"{day}T{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}Z"
+        return make_paper(i, LISTING, stamp, title=text(rng, said, 1)[:150], summary=text(rng, said, 6))
+
+    baseline = [paper(i, DAY1, i) for i in range(100)]
+    fresh = [paper(100 + i, DAY2, i) for i in range(args.papers)]
+    pool = [paper(10_000 + i, "2026-10-01", i) for i in range(args.pool)]
+    tmp = Path(tempfile.mkdtemp(prefix="digestd-rank-run-"))
+    sink = Sink(tmp)
+    try:
+        with FakeArxiv() as fake:
+            fake.extra = pool
+            fake.feeds["cat:cs.CV"] = baseline
+            env = {"DIGESTD_ARXIV_API_URL": fake.url, "DIGESTD_ARXIV_DELAY": "0",
+                   "DIGESTD_SMTP_HOST": "127.0.0.1", "DIGESTD_SMTP_PORT": str(sink.port),
+                   "DIGESTD_SMTP_SECURITY": "none"}
+            home = tmp / "ranked"
+            write_instance(home, args.readers, args.interests, [p.id for p in pool], rng)
+            day1 = digestd_run(home, env)
+            fake.feeds["cat:cs.CV"] = fresh + baseline
+            plain = tmp / "newest-first"
+            shutil.copytree(home, plain)
+            without_interests(plain)
+            ranked = digestd_run(home, env)
+            newest = digestd_run(plain, env)
+        sent = sink.messages()
+    finally:
+        sink.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"listing: {args.papers} new papers (top 15); readers: {args.readers} with {args.interests} "
+          f"interests each (pool {args.pool}); the sink got {sent} digests")
+    print(f"day 1 (baseline, {args.pool} interest papers fetched once): {day1['seconds']:.2f} s")
+    print("| day 2 `digestd run` | seconds | peak RSS MB (run process) | peak PSS MB (run and builders) |")
+    print("| --- | --- | --- | --- |")
+    for name, r in (("ranked for each reader", ranked), ("newest first (no interests)", newest)):
+        print(f"| {name} | {r['seconds']:.2f} | {r['maxrss_mb']:.0f} | {r['pss_mb']:.0f} |")
+    print(f"ranking added {ranked['seconds'] - newest['seconds']:.2f} s and "
+          f"{ranked['maxrss_mb'] - newest['maxrss_mb']:.0f} MB of peak RSS")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
