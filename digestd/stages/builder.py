@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 MIN_FORK = 500  # fewer digests than this: building in process costs less than forking
 CHUNK = 32  # deliveries per request to the child
-AHEAD = 4  # chunks requested before the first is used: the child keeps working meanwhile
+AHEAD = 2  # chunks requested before the first is used: one a builder, so both keep working
+# while the main process sends; each more holds another 32 finished messages (2.3 MB)
 WORKERS = 2  # builder processes: the main process mostly waits (SMTP replies, fsyncs)
 
 _PR_SET_PDEATHSIG = 1

@@ -65,6 +65,7 @@ def queue(
         )
         for r in ranked
     ]
+    del planned, ranked  # 100,000 plans, no longer needed by the commit below (its memory peak)
     if dry_run:
         for d in deliveries:
             n = len({pid for ids in d.papers.values() for pid in ids})
