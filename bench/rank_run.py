@@ -59,20 +59,28 @@ def without_interests(home: Path) -> None:
     path.write_text("\n".join(kept) + "\n", encoding="utf-8")
 
 
-def digestd_run(home: Path, env: dict[str, str]) -> dict[str, Any]:
-    """`python -m digestd run`, timed from start to exit, with its peak RSS and PSS."""
+def digestd_run(home: Path, env: dict[str, str], spy_name: str = "") -> dict[str, Any]:
+    """`python -m digestd run`, timed from start to exit, with its peak RSS and PSS; with
+    BENCH_PYSPY=PREFIX and py-spy on PATH, sampled into PREFIX.SPY_NAME.txt."""
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "digestd", "--home", str(home), "--log-level", "warning", "run"]
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stop, pss = threading.Event(), {"pss_mb": 0.0}
     sampler = threading.Thread(target=sample_pss, args=(proc.pid, stop, pss), daemon=True)
     sampler.start()
+    spy = None
+    if os.environ.get("BENCH_PYSPY") and spy_name:  # sampling profile: py-spy on PATH
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--subprocesses", "--rate", "250",
+                                "--format", "raw", "-o", f"{os.environ['BENCH_PYSPY']}.{spy_name}.txt"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert proc.stderr is not None
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     stop.set()
     sampler.join()
+    if spy is not None:
+        spy.wait(60)
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 75):
         raise RuntimeError(f"digestd run exited {code}: {err.decode()[-3000:]}")
@@ -117,8 +125,8 @@ def main() -> int:
             plain = tmp / "newest-first"
             shutil.copytree(home, plain)
             without_interests(plain)
-            ranked = digestd_run(home, env)
-            newest = digestd_run(plain, env)
+            ranked = digestd_run(home, env, "ranked")
+            newest = digestd_run(plain, env, "newest")
         sent = sink.messages()
     finally:
         sink.stop()
