@@ -161,27 +161,36 @@ def test_cursors_let_go_once_read_are_written_back_by_any_commit(tmp_path: Path)
 
 
 def test_a_save_that_fails_midway_loses_no_cursor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The old document is let go before the new one is built; if building fails, the next
-    commit builds it again, and the file is never written without cursors."""
+    """The old document is let go before the new one is built. If building fails, the file is
+    never written without cursors: alone, the failed save changes nothing on disk; with
+    deliveries queued beside it, the commit builds the cursors again and writes both."""
     path = tmp_path / "outbox.json"
-    outbox = Outbox(path)
-    outbox.save_cursors(_cursors(4))
-    outbox.commit()
     newer = {k: Cursor(queued_through=3, since=c.since, follows=c.follows) for k, c in _cursors(4).items()}
     real = Cursor.to_doc
-    calls = {"n": 0}
+    for queued in (False, True):
+        path.unlink(missing_ok=True)
+        outbox = Outbox(path)
+        outbox.save_cursors(_cursors(4))
+        outbox.commit()
+        calls = {"n": 0}
 
-    def breaks_once(self: Cursor, ref: str | None = None) -> dict[str, Any]:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("the disk of a laptop, closed mid-run")
-        return real(self, ref)
+        def breaks_once(self: Cursor, ref: str | None = None, calls: dict[str, int] = calls) -> dict[str, Any]:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("the disk of a laptop, closed mid-run")
+            return real(self, ref)
 
-    monkeypatch.setattr(Cursor, "to_doc", breaks_once)
-    with pytest.raises(RuntimeError):
-        outbox.save_cursors(newer)
-    outbox.close()  # commit: builds the document again, whole
-    assert Outbox(path, read_only=True).load_cursors() == newer
+        monkeypatch.setattr(Cursor, "to_doc", breaks_once)
+        if queued:
+            outbox.add_deliveries([Delivery(0, "r0@example.org", None, 3, "2026-11-23", "2026-11-23T07:00:00Z",
+                                            {}, "<m@example.org>", DeliveryStatus.PENDING)])
+        with pytest.raises(RuntimeError):
+            outbox.save_cursors(newer)
+        outbox.close()  # commit
+        monkeypatch.setattr(Cursor, "to_doc", real)
+        reader = Outbox(path, read_only=True)
+        assert reader.load_cursors() == (newer if queued else _cursors(4))
+        assert len(list(reader.all_deliveries())) == (1 if queued else 0)
 
 
 def test_email_key_is_the_lower_case_and_the_same_object_when_it_already_is() -> None:
@@ -189,3 +198,56 @@ def test_email_key_is_the_lower_case_and_the_same_object_when_it_already_is() ->
     assert email_key(low) is low
     assert email_key("Reader1@Example.ORG") == "reader1@example.org"
     assert email_key("123@456") == "123@456"
+
+
+def test_reading_cursors_alone_writes_nothing(tmp_path: Path) -> None:
+    """A writer that only reads the cursors (a `resume` of someone not paused, a run with
+    --no-mail before anything changed) leaves outbox.json untouched: not even rewritten."""
+    path = tmp_path / "outbox.json"
+    outbox = Outbox(path)
+    outbox.save_cursors(_cursors(3))
+    outbox.close()
+    before = path.stat().st_mtime_ns, path.read_bytes()
+    again = Outbox(path)
+    assert again.load_cursors() == _cursors(3)
+    again.close()
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == before
+
+
+def test_a_delivery_sent_after_a_failed_try_keeps_no_stale_last_attempt(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.json"
+    outbox = Outbox(path)
+    [d] = outbox.add_deliveries([Delivery(0, "a@example.org", None, 1, "2026-11-23", "2026-11-23T07:00:00Z",
+                                          {KW: ("2611.00001",)}, "<m@example.org>", DeliveryStatus.PENDING)])
+    outbox.commit()
+    outbox.mark(d.key, DeliveryStatus.PENDING, error="421 try later", attempts=1, last_attempt="2026-11-23T07:01:00Z")
+    outbox.sync()
+    outbox.mark(d.key, DeliveryStatus.SENT, sent_at="2026-11-24T07:00", attempts=2)
+    outbox.sync()  # then a crash: the journal alone says what happened
+    replayed = Outbox(path, read_only=True)
+    [back] = replayed.all_deliveries()
+    assert back.last_attempt is None and back.error is None and back.sent_at == "2026-11-24T07:00"
+    replayed.close()
+    outbox.close()
+    stored = json.loads(path.read_text())["deliveries"][str(d.key)]
+    assert "last_attempt" not in stored and "error" not in stored
+
+
+def test_large_objects_under_keys_json_would_convert_write_the_same_bytes() -> None:
+    from digestd.store.db import json_chunks
+
+    big = {str(i): i for i in range(2500)}
+    for data in ({"t": {"1": {"map": big}}}, {"t": {"n": {"m": big, "x": 1}}}):
+        assert b"".join(json_chunks(data)) == json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    odd: Any = {"t": {5: big, True: big, None: {"a": big}}}  # keys json writes as "5", "true", "null"
+    assert b"".join(json_chunks(odd)) == json.dumps(odd, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_a_fork_that_fails_reads_the_file_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = _instance(tmp_path)
+
+    def no_process() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(apart.os, "fork", no_process)
+    assert apart.load_config_apart(home, {}, min_bytes=0) == load_config(home, {})

@@ -37,8 +37,16 @@ def load_config_apart(
         size = 0
     if size < min_bytes or not hasattr(os, "fork"):
         return load_config(home, env)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:  # no file descriptor left: read it here
+        return load_config(home, env)
+    try:
+        pid = os.fork()
+    except OSError:  # no process left (a unit's TasksMax, RLIMIT_NPROC) or no memory: read it here
+        os.close(read_end)
+        os.close(write_end)
+        return load_config(home, env)
     if pid == 0:  # the child: answer through the pipe, then leave without any cleanup
         try:
             os.close(read_end)

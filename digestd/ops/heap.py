@@ -11,7 +11,6 @@ are returned when freed: at 100,000 subscribers the run's peak RSS went from 331
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -22,12 +21,8 @@ THRESHOLD = 128 * 1024  # glibc's own starting value, kept fixed
 
 def return_large_buffers() -> bool:
     """Fix glibc's mmap threshold; True when it took effect."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+    try:  # the process's own symbols: libc is loaded already (find_library would run ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -99,7 +99,7 @@ def json_chunks(data: Mapping[str, Any]) -> Iterator[bytes]:
             if batch:
                 yield (sep + _dumps(batch)[1:-1]).encode("utf-8")
                 sep, batch = ",", {}
-            yield (sep + _dumps(key) + ":").encode("utf-8")
+            yield (sep + _dumps({key: None})[1:-6] + ":").encode("utf-8")  # the key as json writes one
             yield from json_chunks(value)
             sep = ","
             continue

@@ -68,6 +68,19 @@ _SENDABLE = (_Q.status == DeliveryStatus.PENDING) | (_UNKNOWN & ~_RESENT)
 _FINISHED = (_Q.status == DeliveryStatus.FAILED) | _RESENT
 
 
+# Delivery fields stored only when set; an outcome that clears one removes its key.
+_ABSENT_WHEN_NONE = ("error", "last_attempt")
+
+
+def _apply(doc: dict[str, Any], fields: Mapping[str, Any]) -> None:
+    """Set an outcome's fields on a stored delivery. A field it clears loses its key, as
+    to_doc writes it, so a sent document keeps the size it was made with."""
+    for k in _ABSENT_WHEN_NONE:
+        if k in fields and fields[k] is None:
+            doc.pop(k, None)
+    doc.update((k, v) for k, v in fields.items() if not (k in _ABSENT_WHEN_NONE and v is None))
+
+
 def _shared_follows(doc: Mapping[str, Any]) -> dict[str, Follows]:
     spans: dict[Any, Any] = {}  # equal spans: one object across the maps
     return {ref: follows_from_value(m, spans) for ref, m in (doc.get("follows") or {}).items()}
@@ -261,7 +274,7 @@ class Outbox:
         fields: dict[str, Any] = {"status": status.value, "error": error}
         if attempts is not None:
             fields["attempts"] = attempts
-        if last_attempt is not None:
+        if last_attempt is not None or status is DeliveryStatus.SENT:  # sent: `sent_at` says when
             fields["last_attempt"] = last_attempt
         if sent_at is not None:
             fields["sent_at"] = sent_at
@@ -283,11 +296,8 @@ class Outbox:
             doc = docs.get(str(key))
             if doc is None:
                 continue
-            lines.append(journal.line(key, doc.get("message_id"), fields))
-            if fields.get("error", 0) is None:  # as to_doc writes it: no error, no key (so a sent
-                doc.pop("error", None)  # document keeps the size it was made with)
-                fields = {k: v for k, v in fields.items() if k != "error"}
-            doc.update(fields)
+            lines.append(journal.line(key, doc.get("message_id"), fields))  # it says null
+            _apply(doc, fields)
         storage.touch()
         return lines
 
@@ -304,11 +314,11 @@ class Outbox:
         """Rewrite outbox.json atomically with everything so far; the journal is then folded
         in and removed. A reader (status, preview) never writes."""
         self.take()
-        if self._unsaved and self._cursors is not None:
-            self.save_cursors(self._cursors)
         storage = db.buffered(self.db)
-        if self.read_only or not storage.dirty:
+        if self.read_only or not storage.dirty:  # nothing to write: the file keeps its cursors
             return
+        if self._unsaved and self._cursors is not None:  # let go when read: written back first
+            self.save_cursors(self._cursors)
         db.commit(self.db)
         self.journal.clear()
 
@@ -330,7 +340,7 @@ class Outbox:
             except BadRecord:
                 skipped += 1
                 continue
-            doc.update(entry.fields)
+            _apply(doc, entry.fields)
         if skipped:  # cut short by a crash: that delivery stays pending (resent)
             log.warning("%s: skipped %d incomplete line(s) left by an interrupted run", self.journal.path,
                         skipped)
