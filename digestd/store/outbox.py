@@ -340,7 +340,7 @@ class Outbox:
             except BadRecord:
                 skipped += 1
                 continue
-            _apply(doc, entry.fields)
+            doc.update(entry.fields)  # as written: a file of an earlier version keeps its shape
         if skipped:  # cut short by a crash: that delivery stays pending (resent)
             log.warning("%s: skipped %d incomplete line(s) left by an interrupted run", self.journal.path,
                         skipped)
