@@ -115,7 +115,9 @@ class Delivery:
             "run": self.run,
             "date": self.date,
             "created": self.created,
-            "papers": {kw: list(ids) for kw, ids in self.papers.items()},
+            # The delivery's own map, read only (JSON writes its tuples as lists): the ledger's
+            # document and the delivery hold one object, not a copy per digest.
+            "papers": self.papers if isinstance(self.papers, dict) else dict(self.papers),
             "message_id": self.message_id,
             "status": self.status.value,
         }

@@ -111,7 +111,7 @@ def send(
             sent_at=sent_at if outcome.status is DeliveryStatus.SENT else None,
             resends=resends,
             attempts=d.attempts + 1,
-            # sent_at says when a sent one went; the time of the last try is for the others
+            # not read for a sent one (Outbox.mark keeps none): no clock for 100,000 of them
             last_attempt=None if outcome.status is DeliveryStatus.SENT else datetime.now(UTC).strftime(
                 "%Y-%m-%dT%H:%M:%SZ"),
         )

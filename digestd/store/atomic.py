@@ -47,8 +47,8 @@ def write_atomic(path: Path, data: bytes | str | Iterable[bytes], *, mode: int |
     chunks: Iterable[bytes]
     if isinstance(data, str):
         chunks = (data.encode("utf-8"),)
-    elif isinstance(data, bytes | bytearray | memoryview):
-        chunks = (bytes(data),) if not isinstance(data, bytes) else (data,)
+    elif isinstance(data, bytes):
+        chunks = (data,)
     else:
         chunks = data
     path = Path(path)

@@ -233,14 +233,7 @@ class Outbox:
         """Insert new deliveries (their `key` is ignored); the same, with their keys. A list is
         keyed in place and returned: 100,000 deliveries are never held twice."""
         items = deliveries if isinstance(deliveries, list) else list(deliveries)
-
-        def doc(d: Delivery) -> dict[str, Any]:
-            doc = d.to_doc()
-            if isinstance(d.papers, dict):  # the delivery's own map, read only: one object for both
-                doc["papers"] = d.papers  # (JSON writes its tuples as lists)
-            return doc
-
-        keys = self.deliveries.insert_multiple([doc(d) for d in items])
+        keys = self.deliveries.insert_multiple([d.to_doc() for d in items])
         for n, k in enumerate(keys):
             items[n] = replace(items[n], key=k)
         return items
@@ -274,7 +267,9 @@ class Outbox:
         fields: dict[str, Any] = {"status": status.value, "error": error}
         if attempts is not None:
             fields["attempts"] = attempts
-        if last_attempt is not None or status is DeliveryStatus.SENT:  # sent: `sent_at` says when
+        if status is DeliveryStatus.SENT:  # `sent_at` says when; the time of a try is for the others
+            fields["last_attempt"] = None
+        elif last_attempt is not None:
             fields["last_attempt"] = last_attempt
         if sent_at is not None:
             fields["sent_at"] = sent_at
