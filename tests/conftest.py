@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -194,3 +195,23 @@ def serve_digestd(home: Path, env: dict[str, str], *, idle_timeout: float | None
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+# Browser tests drive Debian's chromium (.ci/run installs it) through playwright; playwright
+# never downloads a browser of its own.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+NEEDS_CHROMIUM = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"),
+]
+
+
+def launched_chromium() -> Iterator[Any]:
+    """A headless chromium through playwright, closed afterwards (for a fixture to yield from)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()

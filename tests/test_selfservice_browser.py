@@ -5,7 +5,6 @@ and the pages at phone width with JavaScript off."""
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Inbox, at, run_once, smtp_env, wait_for
+from conftest import NEEDS_CHROMIUM, Inbox, at, launched_chromium, run_once, smtp_env, wait_for
 from fakearxiv import FakeArxiv
 from fixtures import make_paper
 
@@ -21,13 +20,9 @@ from digestd.config.load import load_config
 from digestd.core.models import Frequency
 from digestd.web.unsubscribe import make_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-playwright = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"),
-]
+pytestmark = NEEDS_CHROMIUM
 
 A, B = "Video Anomaly Detection", "Graph Neural Networks"
 SECRET = "browser-test-secret-0123456789"
@@ -50,12 +45,7 @@ settings:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from launched_chromium()
 
 
 def run_in_thread(*args: Any, **kwargs: Any) -> Any:

@@ -10,23 +10,18 @@ Screenshots go to tmp, or with DIGESTD_UPDATE_SCREENSHOTS=1 to docs/screenshots/
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import serve_digestd
+from conftest import NEEDS_CHROMIUM, launched_chromium, serve_digestd
 from site_seed import DAY1, DAY2, KW_A, SECRET_ENV, SLUG_A, seed
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-playwright = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)"),
-]
+pytestmark = NEEDS_CHROMIUM
 
 MEASURE = """() => {
   const vw = document.documentElement.clientWidth, wide = [];
@@ -49,12 +44,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from launched_chromium()
 
 
 def _shots(tmp_path: Path) -> Path:
