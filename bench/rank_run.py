@@ -11,12 +11,14 @@ the mail. Day 1 stores the baseline and fetches the interest papers once; day 2 
 `--papers` new papers, run twice from day 1's state as `digestd run` processes: once as is
 (ranked for each reader) and once with the `interests:` lines taken out (newest first). The
 difference is what ranking adds; peak RSS is the run process's own (ru_maxrss), PSS the run
-and its builder processes together.
+and its child processes together (ranking's and the builders). Stage times come from the
+timers of bench/run.py's --cli-run, which then calls digestd's own CLI entry.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -38,6 +40,7 @@ from rank_bench import sentences, text  # noqa: E402
 from run import Sink, ensure_postfix, sample_pss  # noqa: E402
 
 LISTING = "Computer Vision today"
+STAGES = ("load", "diff", "queue", "send")  # seconds of each, in the `digestd run` process
 DAY1, DAY2 = "2026-11-27", "2026-11-28"  # before today: `digestd run` dates its digests today
 
 
@@ -63,7 +66,8 @@ def digestd_run(home: Path, env: dict[str, str], spy_name: str = "") -> dict[str
     """`python -m digestd run`, timed from start to exit, with its peak RSS and PSS; with
     BENCH_PYSPY=PREFIX and py-spy on PATH, sampled into PREFIX.SPY_NAME.txt."""
     start = time.perf_counter()
-    cmd = [sys.executable, "-m", "digestd", "--home", str(home), "--log-level", "warning", "run"]
+    timings = home / "timings.json"  # bench/run.py's stage timers, in the `digestd run` process
+    cmd = [sys.executable, str(HERE / "run.py"), "--cli-run", "--home", str(home), "--timings", str(timings)]
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stop, pss = threading.Event(), {"pss_mb": 0.0}
     sampler = threading.Thread(target=sample_pss, args=(proc.pid, stop, pss), daemon=True)
@@ -75,7 +79,7 @@ def digestd_run(home: Path, env: dict[str, str], spy_name: str = "") -> dict[str
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert proc.stderr is not None
     err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     stop.set()
     sampler.join()
@@ -86,7 +90,10 @@ def digestd_run(home: Path, env: dict[str, str], spy_name: str = "") -> dict[str
         raise RuntimeError(f"digestd run exited {code}: {err.decode()[-3000:]}")
     if err.strip():
         print(err.decode(errors="replace").strip()[-2000:], file=sys.stderr)
-    return {"seconds": wall, "maxrss_mb": usage.ru_maxrss / 1024, "pss_mb": pss["pss_mb"]}
+    stages = json.loads(timings.read_text())
+    # the process's own peak (VmHWM), not wait4's, which is the largest of it and its children
+    return {"seconds": wall, "maxrss_mb": stages["maxrss_mb"], "pss_mb": pss["pss_mb"],
+            "stages": {k: stages.get(k, 0.0) for k in STAGES}, "peaks": stages.get("peak_mb", {})}
 
 
 def main() -> int:
@@ -134,10 +141,13 @@ def main() -> int:
     print(f"listing: {args.papers} new papers (top 15); readers: {args.readers} with {args.interests} "
           f"interests each (pool {args.pool}); the sink got {sent} digests")
     print(f"day 1 (baseline, {args.pool} interest papers fetched once): {day1['seconds']:.2f} s")
-    print("| day 2 `digestd run` | seconds | peak RSS MB (run process) | peak PSS MB (run and builders) |")
-    print("| --- | --- | --- | --- |")
+    print("| day 2 `digestd run` | seconds | " + " | ".join(f"{k} s" for k in STAGES)
+          + " | peak RSS MB (run process) | peak PSS MB (run and builders) |")
+    print("| --- " * (len(STAGES) + 4) + "|")
     for name, r in (("ranked for each reader", ranked), ("newest first (no interests)", newest)):
-        print(f"| {name} | {r['seconds']:.2f} | {r['maxrss_mb']:.0f} | {r['pss_mb']:.0f} |")
+        cells = " | ".join(f"{r['stages'][k]:.2f}" for k in STAGES)
+        print(f"| {name} | {r['seconds']:.2f} | {cells} | {r['maxrss_mb']:.0f} | {r['pss_mb']:.0f} |")
+    print("peak RSS MB by stage, ranked:", {k: round(v) for k, v in ranked["peaks"].items()})
     print(f"ranking added {ranked['seconds'] - newest['seconds']:.2f} s and "
           f"{ranked['maxrss_mb'] - newest['maxrss_mb']:.0f} MB of peak RSS")
     return 0

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -18,6 +20,7 @@ from fixtures import SEED_000, SEED_001, FixturePaper, parse_seed
 from digestd.config.load import load_config
 from digestd.core.records import Delivery
 from digestd.errors import ConfigError
+from digestd.stages import follow
 from digestd.store.interests import InterestStore
 from digestd.store.outbox import Outbox
 
@@ -248,3 +251,65 @@ def test_interests_in_any_date_order_are_fetched(tmp_path: Path) -> None:
     assert len(asked) == 1 and {p.id for p in liked} <= set(known)
     assert not any(known[p.id].gone for p in liked)
     assert deliveries(tmp_path)["alice@example.org"].for_you
+
+
+def _ranked_twice(tmp_path: Path, smtp: tuple[Controller, Inbox], monkeypatch: pytest.MonkeyPatch,
+                  change: Any) -> tuple[dict[str, Delivery], dict[str, Delivery]]:
+    """The same two days in two instances: as digestd runs (ranking made in a forked child while
+    the plan is made), and with `change` applied; both instances' deliveries."""
+    liked = interests_of_older(VAD) + interests_of_older(VLM, 2)
+    subs = [{"email": "alice@example.org", "interests": [p.id for p in liked[:6]]},
+            {"email": "carol@example.org", "interests": [p.id for p in liked[4:]]},
+            {"email": "bob@example.org"}]
+    out, children = [], []
+
+    class Counted(follow.Apart):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            children.append(self._pid)
+
+    for name, patch in (("forked", None), ("changed", change)):
+        home = tmp_path / name
+        write_instance(home, [MIXED], subs, timezone="UTC")
+        with monkeypatch.context() as m:
+            m.setattr(follow, "Apart", Counted)
+            if patch is not None:
+                patch(m)
+            with FakeArxiv() as fake:
+                fake.extra = liked
+                two_days(home, fake, smtp_env(smtp[0]))
+        out.append(deliveries(home))
+        if name == "forked":
+            assert len(children) == 2 and all(children)  # both days' rankings were made in a child
+    return out[0], out[1]
+
+
+def _same_ranking(a: dict[str, Delivery], b: dict[str, Delivery]) -> None:
+    assert set(a) == set(b) == {"alice@example.org", "bob@example.org", "carol@example.org"}
+    for who in a:
+        assert a[who].papers == b[who].papers and a[who].for_you == b[who].for_you, who
+    assert a["alice@example.org"].for_you and a["alice@example.org"].papers != a["carol@example.org"].papers
+
+
+def test_ranking_in_a_child_gives_what_ranking_in_process_gives(
+    tmp_path: Path, smtp: tuple[Controller, Inbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forked, here = _ranked_twice(tmp_path, smtp, monkeypatch,
+                                 lambda m: m.setattr(follow, "start_ranking", lambda cfg, papers: None))
+    _same_ranking(forked, here)
+
+
+def test_a_ranking_child_that_dies_leaves_the_same_ranking_to_the_run(
+    tmp_path: Path, smtp: tuple[Controller, Inbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real death (os._exit in the child before it answers): the run makes the ranking itself."""
+    parent, real = os.getpid(), follow.make_scorer
+
+    def dies_in_the_child(*args: Any) -> Any:
+        if os.getpid() != parent:
+            os._exit(9)
+        return real(*args)
+
+    forked, dead = _ranked_twice(tmp_path, smtp, monkeypatch,
+                                 lambda m: m.setattr(follow, "make_scorer", dies_in_the_child))
+    _same_ranking(forked, dead)

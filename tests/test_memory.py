@@ -83,7 +83,7 @@ def test_a_small_file_is_read_in_process(tmp_path: Path, monkeypatch: pytest.Mon
     def no_fork() -> int:
         raise AssertionError("forked for a small file")
 
-    monkeypatch.setattr(apart.os, "fork", no_fork)
+    monkeypatch.setattr(os, "fork", no_fork)
     assert apart.load_config_apart(home, {}).subscribers[0].email == "reader0@example.org"
 
 
@@ -249,5 +249,5 @@ def test_a_fork_that_fails_reads_the_file_in_process(tmp_path: Path, monkeypatch
     def no_process() -> int:
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(apart.os, "fork", no_process)
+    monkeypatch.setattr(os, "fork", no_process)
     assert apart.load_config_apart(home, {}, min_bytes=0) == load_config(home, {})

@@ -51,3 +51,18 @@ def test_the_factored_product_equals_cosine_to_the_centroid_and_slices_agree() -
     for row in whole[:5]:
         assert list(best_first(row, 5)) == list(np.argsort(-row, kind="stable")[:5])
         assert list(best_first(row)) == list(np.argsort(-row, kind="stable"))
+
+
+def test_the_k_best_of_many_rows_at_once_are_exact_with_ties() -> None:
+    """Equal scores keep their order (newest first), at the k-th place too, for every row."""
+    from digestd.core.rank import best_first_rows
+
+    rows = np.array([[0.5, 0.2, 0.5, 0.5, 0.1], [0, 0, 0, 0, 0], [0.1, 0.3, 0.3, 0.2, 0.3]], dtype=np.float32)
+    assert best_first_rows(rows, 2).tolist() == [[0, 2], [0, 1], [1, 2]]
+    assert best_first_rows(rows, 0).shape == (3, 0)
+    rng = np.random.default_rng(3)
+    tied = np.round(rng.random((200, 60)), 1).astype(np.float32)  # many equal values a row
+    for k in (1, 5, 15, 59, 60, None):
+        expected = np.argsort(-tied, axis=1, kind="stable")[:, :k]
+        assert np.array_equal(best_first_rows(tied, k), expected), k
+        assert list(best_first(tied[7], k)) == list(expected[7])

@@ -9,20 +9,19 @@ costs a fork and a 6 MB pickle, about 0.5 s at 100,000 subscribers; below MIN_BY
 
 The child's answer is the Config or the ConfigError it raised, the same as load_config's. If
 the child cannot answer (killed, a value that does not pickle), the file is read again in
-process, so the fork only ever changes the memory, never the result. Only `digestd run` uses
-this, before it takes the run lock and while it has no other thread.
+process (ops/apart.py), so the fork only ever changes the memory, never the result. Only
+`digestd run` uses this, before it takes the run lock and while it has no other thread.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 from digestd.config.load import load_config
 from digestd.config.settings import Config, Paths
 from digestd.errors import DigestdError
+from digestd.ops.apart import Apart
 
 MIN_BYTES = 1 << 20  # smaller files are read in process: the fork would cost more than it saves
 
@@ -35,40 +34,9 @@ def load_config_apart(
         size = Paths(home).subscribers.stat().st_size
     except OSError:  # load_config names the problem
         size = 0
-    if size < min_bytes or not hasattr(os, "fork"):
+    if size < min_bytes:
         return load_config(home, env)
-    try:
-        read_end, write_end = os.pipe()
-    except OSError:  # no file descriptor left: read it here
-        return load_config(home, env)
-    try:
-        pid = os.fork()
-    except OSError:  # no process left (a unit's TasksMax, RLIMIT_NPROC) or no memory: read it here
-        os.close(read_end)
-        os.close(write_end)
-        return load_config(home, env)
-    if pid == 0:  # the child: answer through the pipe, then leave without any cleanup
-        try:
-            os.close(read_end)
-            answer: tuple[str, object]
-            try:
-                answer = ("config", load_config(home, env))
-            except DigestdError as err:
-                answer = ("error", err)
-            with os.fdopen(write_end, "wb") as out:
-                out.write(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(pid, 0)
-    try:
-        kind, value = pickle.loads(data)  # noqa: S301 - our own child's answer, through our own pipe
-    except Exception:  # the child died or could not answer: read it here
-        return load_config(home, env)
-    if kind == "error" and isinstance(value, DigestdError):
-        raise value
-    if kind == "config" and isinstance(value, Config):
-        return value
+    config = Apart(lambda: load_config(home, env), raises=(DigestdError,)).result()
+    if isinstance(config, Config):
+        return config
     return load_config(home, env)

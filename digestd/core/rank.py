@@ -9,7 +9,8 @@ at once, in slices of readers so memory stays bounded (bench/rank_bench.py measu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported when first used: scikit-learn costs seconds to import, and most
@@ -68,19 +69,81 @@ class Relevance:
         mix_r . (interests . candidates^T) / |mix_r . interests|: the interest-by-candidate
         product is made once, so a reader costs a few sparse rows, not a profile of the whole
         vocabulary (a reader without interests scores 0 everywhere)."""
-        import numpy as np
-
         mix = _mixing(members, interests.shape[0])
-        shared = np.empty((interests.shape[0], candidates.shape[0]), dtype=np.float32)
-        candidates_t = candidates.T.tocsc()
-        for at in range(0, interests.shape[0], per_slice):  # in slices: the sparse product is dense-ish
-            shared[at : at + per_slice] = (interests[at : at + per_slice] @ candidates_t).toarray()
+        shared = _shared(interests, candidates)
         for start in range(0, mix.shape[0], per_slice):
             part = mix[start : start + per_slice]
-            norms = _centroid_norms(part, interests)
-            block = np.asarray(part @ shared, dtype=np.float32)
-            np.divide(block, norms[:, None], out=block, where=norms[:, None] > 0)
-            yield start, block
+            yield start, _cosines(part, shared, _centroid_norms(part, interests))
+
+
+@dataclass(frozen=True, slots=True)
+class Scorer:
+    """What ranking any digest of a run needs, made once before the plan (stages/follow.py does
+    it in a child on the other core): each candidate paper's column, each reader's row, the
+    readers' mixing of interest papers, the interest-by-candidate cosines, and each reader's
+    centroid length. Its arrays cross a pipe as they are (ops/apart.py)."""
+
+    columns: dict[str, int]  # candidate paper id -> column of `shared`
+    readers: dict[str, int]  # reader's address as configured -> row of `mix` and `norms`
+    mix: sparse.csr_matrix  # readers x interest papers, 1/k for each of a reader's k
+    shared: NDArray[np.float32]  # interest papers x (candidates + 1): the last column is 0
+    norms: NDArray[np.float32]  # |centroid| of each reader (0: no interest paper known)
+
+    def scores(self, readers: Sequence[str]) -> NDArray[np.float32]:
+        """These readers x (candidates + 1) cosines; a paper without a column takes the last, 0."""
+        rows = [self.readers[r] for r in readers]
+        return _cosines(self.mix[rows], self.shared, self.norms[rows])
+
+    def columns_of(self, ids: Sequence[str]) -> NDArray[np.intp]:
+        """The columns of these papers in `scores` (the zero column for a paper not among them)."""
+        import numpy as np
+
+        zero = self.shared.shape[1] - 1
+        return np.fromiter((self.columns.get(p, zero) for p in ids), np.intp, len(ids))
+
+
+def make_scorer(candidates: Mapping[str, str], profiles: Mapping[str, Sequence[str]]) -> Scorer:
+    """The Scorer of these candidate papers (id -> text) for these readers (address -> the texts
+    of their interest papers; equal texts are one interest paper)."""
+    interest_texts = list(dict.fromkeys(t for texts in profiles.values() for t in texts))
+    where = {t: n for n, t in enumerate(interest_texts)}
+    cand_ids = list(candidates)
+    rel = Relevance([candidates[c] for c in cand_ids] + interest_texts)
+    interests = rel.rows(range(len(cand_ids), len(cand_ids) + len(interest_texts)))
+    cands = rel.rows(range(len(cand_ids)))
+    del rel  # the whole matrix: its two parts are all the products need
+    mix = _mixing([[where[t] for t in texts] for texts in profiles.values()], len(interest_texts))
+    return Scorer(
+        columns={c: n for n, c in enumerate(cand_ids)},
+        readers={r: n for n, r in enumerate(profiles)},
+        mix=mix,
+        shared=_shared(interests, cands, zero_column=True),
+        norms=_centroid_norms(mix, interests),
+    )
+
+
+def _shared(interests: sparse.csr_matrix, candidates: sparse.csr_matrix, *,
+            zero_column: bool = False) -> NDArray[np.float32]:
+    """interests . candidates^T, dense (the product is dense-ish), made in slices of rows."""
+    import numpy as np
+
+    out = np.zeros((interests.shape[0], candidates.shape[0] + int(zero_column)), dtype=np.float32)
+    candidates_t = candidates.T.tocsc()
+    for at in range(0, interests.shape[0], READERS_PER_SLICE):
+        out[at : at + READERS_PER_SLICE, : candidates.shape[0]] = (
+            interests[at : at + READERS_PER_SLICE] @ candidates_t
+        ).toarray()
+    return out
+
+
+def _cosines(part: sparse.csr_matrix, shared: NDArray[np.float32],
+             norms: NDArray[np.float32]) -> NDArray[np.float32]:
+    """mix_r . shared / |centroid_r| for each reader of `part` (0 where the centroid is 0)."""
+    import numpy as np
+
+    block = np.asarray(part @ shared, dtype=np.float32)
+    np.divide(block, norms[:, None], out=block, where=norms[:, None] > 0)
+    return block
 
 
 NORMS_PER_SLICE = 64  # readers whose centroids are made at once, only for their lengths
@@ -119,8 +182,23 @@ def best_first(scores: NDArray[np.float32], k: int | None = None) -> NDArray[np.
     of them or the `k` best: one reader's keyword, without a Python loop over its papers."""
     import numpy as np
 
-    n = scores.shape[0]
-    if k is not None and k < n:
-        part = np.argpartition(-scores, k - 1)[:k] if k > 0 else np.zeros(0, dtype=np.intp)
-        return part[np.lexsort((part, -scores[part]))]
-    return np.argsort(-scores, kind="stable")
+    return np.asarray(best_first_rows(scores[None, :], k)[0], dtype=np.intp)
+
+
+def best_first_rows(scores: NDArray[np.float32], k: int | None = None) -> NDArray[np.intp]:
+    """best_first for each row of `scores` (readers x papers) at once. The `k` best are exact
+    with ties too: every position at least the row's k-th largest value is sorted by value,
+    then position, and the first k kept (a partition alone would pick among equals at random)."""
+    import numpy as np
+
+    g, n = scores.shape
+    if k is None or k >= n:
+        return np.argsort(-scores, axis=1, kind="stable")
+    if k <= 0:
+        return np.zeros((g, 0), dtype=np.intp)
+    kth = np.partition(scores, n - k, axis=1)[:, n - k : n - k + 1]  # each row's k-th largest
+    rows, cols = np.nonzero(scores >= kth)  # row by row, positions ascending: at least k a row
+    order = np.lexsort((cols, -scores[rows, cols], rows))
+    rows, cols = rows[order], cols[order]
+    starts = np.searchsorted(rows, np.arange(g))
+    return np.asarray(cols[(starts[:, None] + np.arange(k)).ravel()].reshape(g, k), dtype=np.intp)

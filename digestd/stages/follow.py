@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from digestd.config.settings import Config
 from digestd.core.models import Keyword, Paper, Subscriber, SubscriberStatus
-from digestd.core.plan import PlannedDigest
+from digestd.core.plan import PlannedDigest, followed
 from digestd.core.query import kept
-from digestd.core.rank import FOR_YOU_BAR, Relevance, best_first, paper_text
+from digestd.core.rank import FOR_YOU_BAR, READERS_PER_SLICE, Scorer, best_first_rows, make_scorer, paper_text
 from digestd.core.records import NO_COUNTS
 from digestd.errors import FetchError, StateError
+from digestd.ops.apart import Apart
 from digestd.source.arxiv import PaperSource
 from digestd.store.interests import InterestPaper, InterestStore
 from digestd.store.papers import Held
@@ -118,18 +119,45 @@ def _readers(subscribers: Sequence[Subscriber]) -> list[Subscriber]:
     return [s for s in active if s.interests or s.interest_texts]
 
 
-def rank_planned(cfg: Config, papers: Held, planned: Sequence[PlannedDigest]) -> list[Ranked]:
-    """Each planned digest, its keywords' papers by relevance to its reader's interests."""
-    readers = {s.email: s for s in _readers(cfg.subscribers)}
+def start_ranking(cfg: Config, papers: Held) -> Apart[Scorer] | None:
+    """The part of ranking that needs no plan (the fit, the interest-by-paper products, each
+    reader's centroid), started in a forked child so it runs on the other core while the plan
+    is made; None when no reader has interests."""
+    inputs = _scorer_inputs(cfg, papers)
+    if inputs is None:
+        return None
+    return Apart(lambda: make_scorer(*inputs))
+
+
+def rank_planned(cfg: Config, papers: Held, planned: Sequence[PlannedDigest],
+                 started: Apart[Scorer] | None = None) -> list[Ranked]:
+    """Each planned digest, its keywords' papers by relevance to its reader's interests
+    (`started`: start_ranking's child for these papers; without it, the work is done here)."""
+    readers = {s.email for s in _readers(cfg.subscribers)}
     ranked = [Ranked(p) for p in planned]
     todo = [i for i, p in enumerate(planned) if p.email in readers]
-    if not todo:
+    inputs = None if started is not None or not todo else _scorer_inputs(cfg, papers)
+    if not todo or (started is None and inputs is None):
+        if started is not None:
+            started.close()
         return _top(ranked, cfg.keywords)
+    scorer = started.result() if started is not None else make_scorer(*inputs)  # type: ignore[misc]
+    tops = {k.name: k.top for k in cfg.keywords if k.listing}
+    return _top(_apply(ranked, todo, scorer, tops), cfg.keywords)
+
+
+def _scorer_inputs(cfg: Config, papers: Held) -> tuple[dict[str, str], dict[str, list[str]]] | None:
+    """The candidates (every held paper of a keyword some reader with interests follows, id ->
+    text) and each such reader's interest texts; None without such readers."""
+    readers = _readers(cfg.subscribers)
+    if not readers:
+        return None
     known = _known(cfg)
     interest_text = {i: paper_text(p.title, p.summary) for i, p in known.items() if not p.gone}
-    profiles = [_profile(readers[planned[i].email], interest_text) for i in todo]
-    tops = {k.name: k.top for k in cfg.keywords if k.listing}
-    return _top(_apply(ranked, todo, profiles, _texts(papers), tops), cfg.keywords)
+    wanted = {kw for s in readers for kw in followed(s, cfg.keywords)}
+    candidates = {p.id: paper_text(p.title, p.summary)
+                  for kw, items in papers.items() if kw in wanted for _, p in items}
+    return candidates, {s.email: _profile(s, interest_text) for s in readers}
 
 
 def _known(cfg: Config) -> Mapping[str, InterestPaper]:
@@ -166,43 +194,37 @@ def _profile(sub: Subscriber, interest_text: Mapping[str, str]) -> list[str]:
     return [interest_text[i] for i in sub.interests if i in interest_text] + list(sub.interest_texts)
 
 
-def _texts(papers: Held) -> dict[str, str]:
-    return {p.id: paper_text(p.title, p.summary) for items in papers.values() for _, p in items}
-
-
-def _apply(
-    ranked: list[Ranked], todo: Sequence[int], profiles: Sequence[Sequence[str]], texts: Mapping[str, str],
-    tops: Mapping[str, int],
-) -> list[Ranked]:
-    """Score all readers at once (one sparse product per slice of readers), then per reader
-    and keyword one numpy ordering (a listing's: its `top` best); no loop over pairs."""
+def _apply(ranked: list[Ranked], todo: Sequence[int], scorer: Scorer,
+           tops: Mapping[str, int]) -> list[Ranked]:
+    """Score readers a slice at a time (one sparse product each), then order every keyword's
+    papers for all readers of the slice who have the same papers at once (a listing's: its
+    `top` best); no Python loop over pairs of reader and paper."""
     import numpy as np
 
-    lists = {tuple(ids) for i in todo for ids in ranked[i].digest.papers.values()}
-    cand_ids = [c for c in dict.fromkeys(pid for ids in lists for pid in ids) if c in texts]
-    interest_texts = list(dict.fromkeys(t for prof in profiles for t in prof))
-    where = {t: len(cand_ids) + n for n, t in enumerate(interest_texts)}
-    rel = Relevance([texts[c] for c in cand_ids] + interest_texts)
-    members = [[where[t] - len(cand_ids) for t in prof] for prof in profiles]
-    interests = rel.rows(range(len(cand_ids), len(cand_ids) + len(interest_texts)))
-    candidates = rel.rows(range(len(cand_ids)))
-    del rel  # the whole matrix (18 MB at 7,000 texts): its two parts are all the scores need
-    column = {c: n for n, c in enumerate(cand_ids)}  # a paper without text: the zero column after them
-    columns: dict[tuple[str, ...], NDArray[np.intp]] = {}
-    for start, block in Relevance.scores(members, interests, candidates):
-        block = np.hstack([block, np.zeros((block.shape[0], 1), dtype=block.dtype)])
-        for row, scores in enumerate(block):
-            i = todo[start + row]
-            digest, papers, marked, more = ranked[i].digest, {}, [], {}
-            for kw, ids in digest.papers.items():
-                key = tuple(ids)
-                if key not in columns:
-                    columns[key] = np.fromiter((column.get(p, len(cand_ids)) for p in key), np.intp, len(key))
-                got = scores[columns[key]]
-                order = best_first(got, tops.get(kw))
-                papers[kw] = tuple(ids[j] for j in order)
-                marked += [ids[j] for j in order[got[order] >= FOR_YOU_BAR]]
-                if len(order) < len(ids):
-                    more[kw] = len(ids) - len(order)
-            ranked[i] = Ranked(replace(digest, papers=papers), tuple(dict.fromkeys(marked)), more)
+    arrays: dict[tuple[str, ...], tuple[NDArray[np.intp], NDArray[np.object_]]] = {}
+    for start in range(0, len(todo), READERS_PER_SLICE):
+        chunk = todo[start : start + READERS_PER_SLICE]
+        block = scorer.scores([ranked[i].digest.email for i in chunk])
+        groups: dict[tuple[str, int], tuple[tuple[str, ...], list[int]]] = {}
+        for row, i in enumerate(chunk):
+            for kw, ids in ranked[i].digest.papers.items():  # the plan's tuples, one per keyword, by
+                groups.setdefault((kw, id(ids)), (ids, []))[1].append(row)  # identity: a hash is not kept
+        placed: list[dict[str, tuple[tuple[str, ...], list[str]]]] = [{} for _ in chunk]
+        for (kw, _), (ids, rows) in groups.items():
+            if ids not in arrays:
+                arrays[ids] = (scorer.columns_of(ids), np.array(ids, dtype=object))
+            columns, id_array = arrays[ids]
+            got = block[np.ix_(np.asarray(rows, dtype=np.intp), columns)]
+            order = best_first_rows(got, tops.get(kw))
+            marks = np.take_along_axis(got, order, axis=1) >= FOR_YOU_BAR
+            for row, chosen, marked in zip(rows, id_array[order].tolist(), marks.tolist(), strict=True):
+                placed[row][kw] = (tuple(chosen), [p for p, m in zip(chosen, marked, strict=True) if m])
+        for row, i in enumerate(chunk):
+            digest = ranked[i].digest
+            mine = placed[row]
+            papers = {kw: mine[kw][0] for kw in digest.papers}
+            more = {kw: len(ids) - len(papers[kw]) for kw, ids in digest.papers.items()
+                    if len(papers[kw]) < len(ids)}
+            marked = dict.fromkeys(p for kw in digest.papers for p in mine[kw][1])
+            ranked[i] = Ranked(replace(digest, papers=papers), tuple(marked), more or NO_COUNTS)
     return ranked

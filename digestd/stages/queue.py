@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
@@ -11,7 +12,7 @@ from digestd.core.plan import plan
 from digestd.core.records import Cursor, Delivery, DeliveryStatus
 from digestd.mail.message import message_id
 from digestd.render.digest import plural
-from digestd.stages.follow import rank_planned
+from digestd.stages.follow import rank_planned, start_ranking
 from digestd.store.outbox import Outbox
 from digestd.store.papers import Held
 from digestd.store.suppressions import blocked
@@ -33,20 +34,24 @@ def queue(
     """Queue one pending delivery per due subscriber, with their cursors, in one atomic write;
     the queued deliveries and every subscriber's next cursor."""
     start = max(seq - 1, 0) if any(k.new for k in report.keywords) else seq
-    planned, after = plan(
-        cfg.subscribers,
-        cfg.keywords,
-        papers,
-        cursors,
-        seq=seq,
-        start_seq=start,
-        today=today,
-        weekly_day=cfg.settings.weekly_day,
-        history=history,
-    )
-    suppressed = blocked(cfg.paths.suppressions_db, [p.email for p in planned])
-    planned = [p for p in planned if p.email.lower() not in suppressed]  # their papers are skipped
-    ranked = rank_planned(cfg, papers, planned)  # by relevance to each reader's interests
+    with contextlib.ExitStack() as stack:
+        started = start_ranking(cfg, papers)  # in a child on the other core while the plan is made
+        if started is not None:
+            stack.enter_context(started)
+        planned, after = plan(
+            cfg.subscribers,
+            cfg.keywords,
+            papers,
+            cursors,
+            seq=seq,
+            start_seq=start,
+            today=today,
+            weekly_day=cfg.settings.weekly_day,
+            history=history,
+        )
+        suppressed = blocked(cfg.paths.suppressions_db, [p.email for p in planned])
+        planned = [p for p in planned if p.email.lower() not in suppressed]  # their papers are skipped
+        ranked = rank_planned(cfg, papers, planned, started)  # by relevance to each reader's interests
     created = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     iso = today.isoformat()
     deliveries = [

@@ -1,0 +1,96 @@
+"""ops/apart.py: work in a forked child whose answer the parent takes back, or does itself.
+
+A real fork and a real pipe in every test; the failures are real too (a child that exits
+before answering, a fork the system refuses, an answer that does not pickle), and each must
+give the parent the same result it would have made in process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from digestd.errors import ConfigError
+from digestd.ops.apart import Apart
+
+
+def test_the_childs_value_comes_back_with_its_arrays_whole() -> None:
+    parent = os.getpid()
+    big = np.arange(3_000_000, dtype=np.float32).reshape(1000, 3000)  # 12 MB: many pipe buffers
+
+    def work() -> dict[str, Any]:
+        return {"pid": os.getpid(), "matrix": big * 2, "ids": ["2611.00001", "2611.00002"]}
+
+    got = Apart(work).result()
+    assert got["pid"] != parent  # made in the child
+    assert got["ids"] == ["2611.00001", "2611.00002"]
+    assert got["matrix"].dtype == np.float32 and np.array_equal(got["matrix"], big * 2)
+    got["matrix"][0, 0] = -1  # the parent's own, writable memory
+    assert got["matrix"][0, 0] == -1
+
+
+def test_a_child_that_dies_before_answering_leaves_the_work_to_the_parent() -> None:
+    parent = os.getpid()
+
+    def work() -> int:
+        if os.getpid() != parent:
+            os._exit(9)
+        return os.getpid()
+
+    assert Apart(work).result() == parent
+
+
+def test_a_refused_fork_does_the_work_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_process() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_process)
+    assert Apart(os.getpid).result() == os.getpid()
+
+
+def test_an_answer_that_does_not_pickle_is_made_again_here() -> None:
+    parent = os.getpid()
+
+    def work() -> object:
+        return threading.Lock() if os.getpid() != parent else "made here"
+
+    assert Apart(work).result() == "made here"
+
+
+def test_a_named_error_is_raised_in_the_parent_and_others_are_retried_here() -> None:
+    parent = os.getpid()
+
+    def refused() -> int:
+        raise ConfigError("subscribers.yaml line 3: not an address")
+
+    with pytest.raises(ConfigError, match="line 3"):
+        Apart(refused, raises=(ConfigError,)).result()
+
+    def fails_there() -> str:
+        if os.getpid() != parent:
+            raise RuntimeError("only in the child")
+        return "made here"
+
+    assert Apart(fails_there, raises=(ConfigError,)).result() == "made here"
+
+
+def test_closing_an_unwanted_child_stops_and_reaps_it() -> None:
+    read_end, write_end = os.pipe()
+
+    def work() -> None:
+        os.write(write_end, b"x")  # the child is running
+        signal.pause()  # and would wait for ever
+
+    job = Apart(work)
+    os.close(write_end)
+    assert os.read(read_end, 1) == b"x"
+    pid = job._pid  # noqa: SLF001 - the child this test must see gone
+    job.close()
+    os.close(read_end)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # already reaped: no zombie left behind
