@@ -89,7 +89,7 @@ def test_closing_an_unwanted_child_stops_and_reaps_it() -> None:
     job = Apart(work)
     os.close(write_end)
     assert os.read(read_end, 1) == b"x"
-    pid = job._pid  # noqa: SLF001 - the child this test must see gone
+    pid = job._pid  # the child this test must see gone
     job.close()
     os.close(read_end)
     with pytest.raises(ChildProcessError):
