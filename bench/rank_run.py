@@ -93,6 +93,7 @@ def digestd_run(home: Path, env: dict[str, str], spy_name: str = "") -> dict[str
     stages = json.loads(timings.read_text())
     # the process's own peak (VmHWM), not wait4's, which is the largest of it and its children
     return {"seconds": wall, "maxrss_mb": stages["maxrss_mb"], "pss_mb": pss["pss_mb"],
+            "child_maxrss_mb": stages.get("builders_maxrss_mb", 0.0),
             "stages": {k: stages.get(k, 0.0) for k in STAGES}, "peaks": stages.get("peak_mb", {})}
 
 
@@ -147,7 +148,8 @@ def main() -> int:
     for name, r in (("ranked for each reader", ranked), ("newest first (no interests)", newest)):
         cells = " | ".join(f"{r['stages'][k]:.2f}" for k in STAGES)
         print(f"| {name} | {r['seconds']:.2f} | {cells} | {r['maxrss_mb']:.0f} | {r['pss_mb']:.0f} |")
-    print("peak RSS MB by stage, ranked:", {k: round(v) for k, v in ranked["peaks"].items()})
+    print("peak RSS MB by stage, ranked:", {k: round(v) for k, v in ranked["peaks"].items()},
+          f"; the largest child's (ranking's or a builder's): {ranked['child_maxrss_mb']:.0f}")
     print(f"ranking added {ranked['seconds'] - newest['seconds']:.2f} s and "
           f"{ranked['maxrss_mb'] - newest['maxrss_mb']:.0f} MB of peak RSS")
     return 0
