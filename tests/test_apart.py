@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
 from digestd.errors import ConfigError
-from digestd.ops.apart import Apart
+from digestd.ops.apart import Apart, ApartParts
 
 
 def test_the_childs_value_comes_back_with_its_arrays_whole() -> None:
@@ -94,3 +95,40 @@ def test_closing_an_unwanted_child_stops_and_reaps_it() -> None:
     os.close(read_end)
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # already reaped: no zombie left behind
+
+
+def test_parts_arrive_while_the_child_makes_the_next() -> None:
+    """The child waits for the parent to have the first part before it makes the second: if parts
+    were held back until the end, this would never finish (an alarm fails it instead)."""
+    go_read, go_write = os.pipe()
+
+    def work() -> Iterator[str]:
+        yield "first"
+        os.read(go_read, 1)  # the parent writes only once it holds the first part
+        yield "second"
+
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the first part was held back"))
+    signal.alarm(60)
+    try:
+        parts = ApartParts(work).parts()
+        assert next(parts) == "first"
+        os.write(go_write, b"x")
+        assert list(parts) == ["second"]
+    finally:
+        signal.alarm(0)
+        os.close(go_read)
+        os.close(go_write)
+
+
+def test_a_child_that_dies_between_parts_leaves_the_rest_to_the_parent() -> None:
+    parent = os.getpid()
+
+    def work() -> Iterator[object]:
+        yield os.getpid()
+        if os.getpid() != parent:
+            os._exit(9)
+        yield "made here"
+
+    first, second = ApartParts(work).parts()
+    assert first != parent  # the child's part is kept
+    assert second == "made here"  # and the rest made in process

@@ -263,7 +263,7 @@ def _ranked_twice(tmp_path: Path, smtp: tuple[Controller, Inbox], monkeypatch: p
             {"email": "bob@example.org"}]
     out, children = [], []
 
-    class Counted(follow.Apart):  # type: ignore[type-arg]
+    class Counted(follow.ApartParts):  # type: ignore[type-arg]
         def __init__(self, *args: Any, **kw: Any) -> None:
             super().__init__(*args, **kw)
             children.append(self._pid)
@@ -272,7 +272,7 @@ def _ranked_twice(tmp_path: Path, smtp: tuple[Controller, Inbox], monkeypatch: p
         home = tmp_path / name
         write_instance(home, [MIXED], subs, timezone="UTC")
         with monkeypatch.context() as m:
-            m.setattr(follow, "Apart", Counted)
+            m.setattr(follow, "ApartParts", Counted)
             if patch is not None:
                 patch(m)
             with FakeArxiv() as fake:
@@ -303,7 +303,7 @@ def test_a_ranking_child_that_dies_leaves_the_same_ranking_to_the_run(
     tmp_path: Path, smtp: tuple[Controller, Inbox], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A real death (os._exit in the child before it answers): the run makes the ranking itself."""
-    parent, real = os.getpid(), follow.make_scorer
+    parent, real = os.getpid(), follow.scorer_parts
 
     def dies_in_the_child(*args: Any) -> Any:
         if os.getpid() != parent:
@@ -311,5 +311,18 @@ def test_a_ranking_child_that_dies_leaves_the_same_ranking_to_the_run(
         return real(*args)
 
     forked, dead = _ranked_twice(tmp_path, smtp, monkeypatch,
-                                 lambda m: m.setattr(follow, "make_scorer", dies_in_the_child))
+                                 lambda m: m.setattr(follow, "scorer_parts", dies_in_the_child))
     _same_ranking(forked, dead)
+
+
+def test_arxiv_ids_are_taken_by_their_rules_on_every_path() -> None:
+    """The fast path for current ids (2015 on, no version) answers as the general rules do."""
+    from digestd.core.interests import arxiv_id
+
+    for yy in range(100):
+        for mm in range(14):
+            for digits in (4, 5):
+                text = f"{yy:02d}{mm:02d}.{'7' * digits}"
+                good = 1 <= mm <= 12 and digits == (5 if yy >= 15 else 4)
+                assert arxiv_id(text) == (text if good else None), text
+                assert arxiv_id(f" {text}v3 ") == (text if good else None), text

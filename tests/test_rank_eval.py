@@ -66,3 +66,15 @@ def test_the_k_best_of_many_rows_at_once_are_exact_with_ties() -> None:
         expected = np.argsort(-tied, axis=1, kind="stable")[:, :k]
         assert np.array_equal(best_first_rows(tied, k), expected), k
         assert list(best_first(tied[7], k)) == list(expected[7])
+
+
+def test_centroid_lengths_hold_for_readers_without_papers_anywhere_in_a_slice() -> None:
+    from digestd.core.rank import NORMS_PER_SLICE, _centroid_norms, _mixing
+
+    rng = np.random.default_rng(1)
+    interests = sparse.csr_matrix(sparse.random(50, 80, density=0.1, random_state=rng, dtype=np.float32))
+    members: list[list[int]] = [[], [1, 2], [], [3, 4, 5]] * NORMS_PER_SLICE + [[7], []]  # empty first, between, last
+    dense = (_mixing(members, 50) @ interests).toarray()
+    expected = np.sqrt((dense**2).sum(axis=1))
+    assert np.allclose(_centroid_norms(_mixing(members, 50), interests), expected, atol=1e-6)
+    assert expected[1] > 0 and expected[-1] == 0

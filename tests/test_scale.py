@@ -41,11 +41,12 @@ def _typed(x: Any) -> Any:
 
 _SAFE = ["a", "Video Anomaly Detection", "alice@example.org", "1", "-1", "1.5", "true", "null", "",
          "2026-11-20", "a:b", "a #c", "C#", "'q'", "'it''s'", '"dq"', "[a, b]", "[]", "[ 'x, y', z ]", "é·…",
-         "x]", "a, b", "yes", "0o17", '["a", 1, true]', "[a] #c", "-x", "a -"]  # fmt: skip
+         "x]", "a, b", "yes", "0o17", '["a", 1, true]', "[a] #c", "-x", "a -", "['2506.05175', \"2506.01234\"]",
+         "[ 'a' ,'b' ]", "['it''s', 'x']", "[\"a\", 'b'] #c", "['', \"\"]", "['a#b', '[c]', 'd, e']"]  # fmt: skip
 _ODD = ["-", "--", "- ", "[-]", "? ", "a ?", "0x1f", "1e3", ".inf", "False", "no", "~", "12:30", "a: b",
         '"e\\n"', "[a,]", "{a: 1}", "&x a", "*x", "!!str 5", "|", ">", "- a", "-5", "@x", "`x", "%x", "? x",
         "=", "<<", "[a, [b]]", "[a #c]", "'unterminated", '"x" tail', "'x' #c", "[a]x", "trail ", "'a'b",
-        "x: [1, 2]", "#c", "a  #  c"]  # fmt: skip
+        "x: [1, 2]", "#c", "a  #  c", "['a' 'b']", "['a',]", "[\"e\\n\", 'x']", "['a']b", "['a', 'b'"]  # fmt: skip
 _KEYS = ["keywords", "subscribers", "settings", "email", "name", "from", "k", "k-2", "_x", "1", "true", "a b",
          "'q'", "? k"]  # fmt: skip
 

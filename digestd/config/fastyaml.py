@@ -96,9 +96,20 @@ def _quoted(text: str) -> tuple[str, str]:
         return text[1:end].replace("''", "'"), text[end + 1 :]
 
 
+_SINGLE = "'([^'\\n]*)'"  # a single-quoted scalar without '' in it: its text as is
+_DOUBLE = '"([^"\\\\\\n]*)"'  # a double-quoted scalar without escapes: its text as is
+_QUOTED_ITEM = re.compile(f"{_SINGLE}|{_DOUBLE}")
+_QUOTED_FLOW = re.compile(f"\\[ *(?:{_SINGLE}|{_DOUBLE})(?: *, *(?:{_SINGLE}|{_DOUBLE}))* *\\]")
+
+
 def _flow_sequence(text: str) -> list[Any]:
     """`[a, 'b c', d]` on one line: plain or quoted scalars only."""
-    items: list[Any] = []
+    whole = _QUOTED_FLOW.match(text)
+    if whole:  # quoted scalars only (a list of arXiv ids), taken in one pass
+        items = [m[1] if m[1] is not None else m[2] for m in _QUOTED_ITEM.finditer(text, 0, whole.end())]
+        _end_of_value(text[whole.end() :])
+        return items
+    items = []
     i = 1
     n = len(text)
     while True:

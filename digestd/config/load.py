@@ -103,6 +103,10 @@ def _control_in(node: Any, where: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...]
     for key, value in items:
         if isinstance(key, str) and (char := control_character(key)):
             return ((*where, key), char, True)
+        if isinstance(value, str):  # checked here: most values are (200,000 interest ids)
+            if char := control_character(value):
+                return ((*where, key), char, False)
+            continue
         found = _control_in(value, (*where, key))
         if found:
             return found

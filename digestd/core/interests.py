@@ -20,8 +20,13 @@ MAX_BIB_BYTES = 5_000_000
 MAX_INTERESTS = 2000  # per reader: more says nothing the profile does not already know
 
 
+_CURRENT_ID = re.compile(r"(?:1[5-9]|[2-9]\d)(?:0[1-9]|1[0-2])\.\d{5}")  # 2015 on, no version
+
+
 def arxiv_id(text: str) -> str | None:
     """The id without a version if `text` is a well-formed arXiv id (month 01-12), else None."""
+    if _CURRENT_ID.fullmatch(text):  # the common case, as the rules below would take it
+        return text
     text = _VERSION.sub("", text.strip())
     for pattern in (_NEW_ID, _OLD_ID):
         m = pattern.fullmatch(text)

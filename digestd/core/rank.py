@@ -78,10 +78,10 @@ class Relevance:
 
 @dataclass(frozen=True, slots=True)
 class Scorer:
-    """What ranking any digest of a run needs, made once before the plan (stages/follow.py does
-    it in a child on the other core): each candidate paper's column, each reader's row, the
+    """What ranking any digest of a run needs, made once while the plan is made (stages/follow.py
+    fits in a child on the other core): each candidate paper's column, each reader's row, the
     readers' mixing of interest papers, the interest-by-candidate cosines, and each reader's
-    centroid length. Its arrays cross a pipe as they are (ops/apart.py)."""
+    centroid length."""
 
     columns: dict[str, int]  # candidate paper id -> column of `shared`
     readers: dict[str, int]  # reader's address as configured -> row of `mix` and `norms`
@@ -102,24 +102,55 @@ class Scorer:
         return np.fromiter((self.columns.get(p, zero) for p in ids), np.intp, len(ids))
 
 
-def make_scorer(candidates: Mapping[str, str], profiles: Mapping[str, Sequence[str]]) -> Scorer:
-    """The Scorer of these candidate papers (id -> text) for these readers (address -> the texts
-    of their interest papers; equal texts are one interest paper)."""
+@dataclass(frozen=True, slots=True)
+class Fitted:
+    """The fit of one run's texts: what the products and the readers' centroids are made from."""
+
+    columns: dict[str, int]  # candidate paper id -> row of `candidates`
+    readers: dict[str, int]  # reader's address -> row of `mix`
+    mix: sparse.csr_matrix  # readers x interest papers
+    interests: sparse.csr_matrix  # the interest papers' vectors
+    candidates: sparse.csr_matrix  # the candidate papers' vectors
+
+
+def scorer_parts(candidates: Mapping[str, str],
+                 profiles: Mapping[str, Sequence[str]]) -> Iterator[Fitted | NDArray[np.float32]]:
+    """The fit of these candidate papers (id -> text) and readers (address -> the texts of their
+    interest papers; equal texts are one paper), then the readers' centroid lengths: two parts,
+    so that whoever receives the first can make the products while the second is made."""
     interest_texts = list(dict.fromkeys(t for texts in profiles.values() for t in texts))
     where = {t: n for n, t in enumerate(interest_texts)}
     cand_ids = list(candidates)
     rel = Relevance([candidates[c] for c in cand_ids] + interest_texts)
     interests = rel.rows(range(len(cand_ids), len(cand_ids) + len(interest_texts)))
-    cands = rel.rows(range(len(cand_ids)))
-    del rel  # the whole matrix: its two parts are all the products need
-    mix = _mixing([[where[t] for t in texts] for texts in profiles.values()], len(interest_texts))
-    return Scorer(
+    fitted = Fitted(
         columns={c: n for n, c in enumerate(cand_ids)},
         readers={r: n for n, r in enumerate(profiles)},
-        mix=mix,
-        shared=_shared(interests, cands, zero_column=True),
-        norms=_centroid_norms(mix, interests),
+        mix=_mixing([[where[t] for t in texts] for texts in profiles.values()], len(interest_texts)),
+        interests=interests,
+        candidates=rel.rows(range(len(cand_ids))),
     )
+    del rel  # the whole matrix: its two parts are all the products need
+    yield fitted
+    yield _centroid_norms(fitted.mix, interests)
+
+
+def scorer_from(parts: Iterator[Fitted | NDArray[np.float32]]) -> Scorer:
+    """The Scorer from scorer_parts' two parts: the interest-by-candidate products are made here,
+    while the centroid lengths are made where the parts come from."""
+    fitted = next(parts)
+    if not isinstance(fitted, Fitted):
+        raise TypeError("the first part of a scorer is its fit")
+    shared = _shared(fitted.interests, fitted.candidates, zero_column=True)
+    norms = next(parts)
+    if isinstance(norms, Fitted):
+        raise TypeError("the second part of a scorer is its centroid lengths")
+    return Scorer(fitted.columns, fitted.readers, fitted.mix, shared, norms)
+
+
+def make_scorer(candidates: Mapping[str, str], profiles: Mapping[str, Sequence[str]]) -> Scorer:
+    """The Scorer of these candidates and readers, made in this process."""
+    return scorer_from(scorer_parts(candidates, profiles))
 
 
 def _shared(interests: sparse.csr_matrix, candidates: sparse.csr_matrix, *,
@@ -157,7 +188,13 @@ def _centroid_norms(part: sparse.csr_matrix, interests: sparse.csr_matrix) -> ND
     out = np.empty(part.shape[0], dtype=np.float32)
     for at in range(0, part.shape[0], NORMS_PER_SLICE):
         centroids = part[at : at + NORMS_PER_SLICE] @ interests
-        out[at : at + NORMS_PER_SLICE] = np.asarray(centroids.multiply(centroids).sum(axis=1)).ravel()
+        # each row's sum of squares straight from the CSR arrays (0.45 s for 10,000 readers,
+        # where .multiply().sum() made a matrix more: 0.74 s); the 0 appended lets an empty
+        # last row start at the end, and every empty row is set to 0 after
+        squares = np.append(np.square(centroids.data), np.float32(0))
+        sums = np.add.reduceat(squares, centroids.indptr[:-1])
+        sums[np.diff(centroids.indptr) == 0] = 0
+        out[at : at + NORMS_PER_SLICE] = sums
     return np.sqrt(out)
 
 

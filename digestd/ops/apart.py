@@ -21,7 +21,7 @@ import os
 import pickle
 import signal
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar, cast
 
@@ -31,14 +31,12 @@ _HEAD = struct.Struct("<QI")  # pickle bytes, out-of-band buffers
 _SIZE = struct.Struct("<Q")
 
 
-class Apart(Generic[T]):
-    """`work()` started in a forked child; `result()` its value (or, failing that, work())."""
+class _Child:
+    """A forked child running `body(fd)` (it writes its answer to fd), and the parent's end."""
 
-    def __init__(self, work: Callable[[], T], *, raises: tuple[type[BaseException], ...] = ()) -> None:
-        self._work = work
-        self._raises = raises
+    def __init__(self, body: Callable[[int], None]) -> None:
         self._pid = 0
-        self._read = -1
+        self._pipe: io.BufferedReader | None = None
         if not hasattr(os, "fork"):
             return
         try:
@@ -58,68 +56,113 @@ class Apart(Generic[T]):
                 # ranking's child took 3.8 s instead of 2.5).
                 gc.freeze()
                 os.close(read_end)
-                _answer(work, raises, write_end)
+                body(write_end)
             finally:
                 os._exit(0)
         os.close(write_end)
-        self._pid, self._read = pid, read_end
+        self._pid, self._pipe = pid, os.fdopen(read_end, "rb")
 
-    def result(self) -> T:
-        """The child's answer; the work done here if it gave none."""
-        answer = self._collect()
-        if answer is not None:
-            kind, value = answer
-            if kind == "value":
-                return cast(T, value)
-            if kind == "error" and isinstance(value, self._raises):
-                raise value
-        return self._work()
+    def _message(self) -> tuple[str, object] | None:
+        """The child's next message, or None (and the child reaped) when there is no more."""
+        if self._pipe is None:
+            return None
+        try:
+            got = _receive(self._pipe)
+        except Exception:  # the child died midway or answered nonsense: the work is done here
+            got = None
+        if got is None or got[0] == "end":
+            self._reap()
+        return got
 
     def close(self) -> None:
         """Stop a child whose answer is no longer wanted (the run failed before it asked)."""
         if self._pid:
             with contextlib.suppress(OSError):
                 os.kill(self._pid, signal.SIGKILL)
-        self._collect()
+        self._reap()
 
-    def __enter__(self) -> Apart[T]:
+    def _reap(self) -> None:
+        pid, pipe, self._pid, self._pipe = self._pid, self._pipe, 0, None
+        if pipe is not None:
+            pipe.close()
+        if pid:
+            os.waitpid(pid, 0)
+
+    def __enter__(self) -> _Child:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def _collect(self) -> tuple[str, object] | None:
-        """Read the answer (None if there is none) and reap the child; only once."""
-        if not self._pid:
-            return None
-        pid, self._pid = self._pid, 0
-        try:
-            with os.fdopen(self._read, "rb") as pipe:
-                return _receive(pipe)
-        except Exception:  # the child died midway or answered nonsense: the work is done here
-            return None
-        finally:
-            os.waitpid(pid, 0)
+
+class Apart(_Child, Generic[T]):
+    """`work()` started in a forked child; `result()` its value (or, failing that, work())."""
+
+    def __init__(self, work: Callable[[], T], *, raises: tuple[type[BaseException], ...] = ()) -> None:
+        self._work = work
+        self._raises = raises
+        super().__init__(lambda fd: _answer(lambda: iter((work(),)), raises, fd))
+
+    def result(self) -> T:
+        """The child's answer; the work done here if it gave none."""
+        got = self._message()
+        self.close()
+        if got is not None:
+            kind, value = got
+            if kind == "value":
+                return cast(T, value)
+            if kind == "error" and isinstance(value, self._raises):
+                raise value
+        return self._work()
 
 
-def _answer(work: Callable[[], object], raises: tuple[type[BaseException], ...], fd: int) -> None:
-    """In the child: work, then write ("value", v) or ("error", e) with its buffers apart."""
-    answer: tuple[str, object]
-    try:
-        answer = ("value", work())
-    except raises as err:
-        answer = ("error", err)
-    buffers: list[pickle.PickleBuffer] = []
-    head = pickle.dumps(answer, protocol=5, buffer_callback=buffers.append)
-    views = [b.raw() for b in buffers]
+class ApartParts(_Child, Generic[T]):
+    """`work()`, a generator, started in a forked child; `parts()` yields each part as the child
+    sends it, so the parent can use the first while the child makes the next. If the child
+    stops answering, the generator runs here and the parts not yet received come from it."""
+
+    def __init__(self, work: Callable[[], Iterator[T]]) -> None:
+        self._work = work
+        super().__init__(lambda fd: _answer(work, (), fd))
+
+    def parts(self) -> Iterator[T]:
+        received = 0
+        while (got := self._message()) is not None and got[0] == "value":
+            received += 1
+            yield cast(T, got[1])
+        if got is not None and got[0] == "end":
+            return
+        self.close()
+        for n, part in enumerate(self._work()):
+            if n >= received:
+                yield part
+
+
+def _answer(work: Callable[[], Iterator[object]], raises: tuple[type[BaseException], ...], fd: int) -> None:
+    """In the child: each part as ("value", part), then ("end", None); or ("error", e) for an
+    exception of `raises`. Each message's arrays are written apart from its pickle."""
     with os.fdopen(fd, "wb") as out:
-        out.write(_HEAD.pack(len(head), len(views)))
-        for view in views:
-            out.write(_SIZE.pack(view.nbytes))
-        out.write(head)
-        for view in views:
-            out.write(view)
+        try:
+            for part in work():
+                _send(out, ("value", part))
+        except raises as err:
+            _send(out, ("error", err))
+            return
+        _send(out, ("end", None))
+
+
+def _send(out: io.BufferedWriter, message: tuple[str, object]) -> None:
+    buffers: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    views = [b.raw() for b in buffers]
+    out.write(_HEAD.pack(len(head), len(views)))
+    for view in views:
+        out.write(_SIZE.pack(view.nbytes))
+    out.write(head)
+    for view in views:
+        out.write(view)
+    out.flush()  # the parent may use this part while the next is made
 
 
 def _receive(pipe: io.BufferedReader) -> tuple[str, object] | None:
@@ -133,7 +176,7 @@ def _receive(pipe: io.BufferedReader) -> tuple[str, object] | None:
             return None
         buffers.append(buf)
     answer = pickle.loads(head, buffers=buffers)  # noqa: S301 - our own child, through our own pipe
-    if not (isinstance(answer, tuple) and len(answer) == 2 and answer[0] in ("value", "error")):
+    if not (isinstance(answer, tuple) and len(answer) == 2 and answer[0] in ("value", "error", "end")):
         return None
     return answer
 

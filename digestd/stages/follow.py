@@ -13,10 +13,20 @@ from digestd.config.settings import Config
 from digestd.core.models import Keyword, Paper, Subscriber, SubscriberStatus
 from digestd.core.plan import PlannedDigest, followed
 from digestd.core.query import kept
-from digestd.core.rank import FOR_YOU_BAR, READERS_PER_SLICE, Scorer, best_first_rows, make_scorer, paper_text
+from digestd.core.rank import (
+    FOR_YOU_BAR,
+    READERS_PER_SLICE,
+    Fitted,
+    Scorer,
+    best_first_rows,
+    make_scorer,
+    paper_text,
+    scorer_from,
+    scorer_parts,
+)
 from digestd.core.records import NO_COUNTS
 from digestd.errors import FetchError, StateError
-from digestd.ops.apart import Apart
+from digestd.ops.apart import ApartParts
 from digestd.source.arxiv import PaperSource
 from digestd.store.interests import InterestPaper, InterestStore
 from digestd.store.papers import Held
@@ -119,22 +129,22 @@ def _readers(subscribers: Sequence[Subscriber]) -> list[Subscriber]:
     return [s for s in active if s.interests or s.interest_texts]
 
 
-def start_ranking(cfg: Config, papers: Held) -> Apart[Scorer] | None:
-    """The part of ranking that needs no plan (the fit, the interest-by-paper products, each
-    reader's centroid), started in a forked child so it runs on the other core while the plan
-    is made; None when no reader has interests."""
+def start_ranking(cfg: Config, papers: Held) -> ApartParts[Fitted | NDArray[np.float32]] | None:
+    """The part of ranking that needs no plan (the fit, then each reader's centroid), started in
+    a forked child so it runs on the other core while the plan is made; None when no reader
+    has interests. Its arrays cross the pipe as they are (ops/apart.py)."""
     inputs = _scorer_inputs(cfg, papers)
     if inputs is None:
         return None
-    started = Apart(lambda: make_scorer(*inputs))
-    import numpy  # noqa: F401 - what the Scorer needs when it comes back: imported here
+    started = ApartParts(lambda: scorer_parts(*inputs))
+    import numpy  # noqa: F401 - what the parts need when they come back: imported here
     import scipy.sparse  # noqa: F401 - while the child works, not after (0.35 s)
 
     return started
 
 
 def rank_planned(cfg: Config, papers: Held, planned: Sequence[PlannedDigest],
-                 started: Apart[Scorer] | None = None) -> list[Ranked]:
+                 started: ApartParts[Fitted | NDArray[np.float32]] | None = None) -> list[Ranked]:
     """Each planned digest, its keywords' papers by relevance to its reader's interests
     (`started`: start_ranking's child for these papers; without it, the work is done here)."""
     readers = {s.email for s in _readers(cfg.subscribers)}
@@ -145,7 +155,10 @@ def rank_planned(cfg: Config, papers: Held, planned: Sequence[PlannedDigest],
         if started is not None:
             started.close()
         return _top(ranked, cfg.keywords)
-    scorer = started.result() if started is not None else make_scorer(*inputs)  # type: ignore[misc]
+    # the products are made here from the child's fit while the child makes the centroids
+    scorer = scorer_from(started.parts()) if started is not None else make_scorer(*inputs)  # type: ignore[misc]
+    if started is not None:
+        started.close()
     tops = {k.name: k.top for k in cfg.keywords if k.listing}
     return _top(_apply(ranked, todo, scorer, tops), cfg.keywords)
 
