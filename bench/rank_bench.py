@@ -8,9 +8,10 @@ Builds an instance whose one keyword is a listing (top 15) and whose readers eac
 `--interests` arXiv ids drawn from a pool of 5,000 interest papers (held in
 state/interests.json, as after their one fetch); the day's listing has `--papers` new papers.
 Texts are sentences of the seed snapshots' real abstracts recombined, so the vocabulary is a
-real one. Then times `rank_planned` (digestd/stages/follow.py, what queue calls): fitting
-TF-IDF, the profiles, the sparse products in slices of readers and each reader's top 15,
-and prints the figures with the peak RSS of this process.
+real one. Then times `rank_planned` (digestd/stages/follow.py) all in this process, the path a
+run takes when it cannot fork (a run fits in a child while it plans: bench/rank_run.py):
+fitting TF-IDF, the profiles, the sparse products in slices of readers and each reader's top
+15, and prints the figures with the peak RSS of this process.
 """
 
 from __future__ import annotations
