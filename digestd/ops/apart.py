@@ -7,9 +7,11 @@ back as pickle protocol 5 out-of-band buffers, read straight into the memory the
 a child only ever changes where the time and memory go, never the result. The exceptions
 named in `raises` are the answer too, raised again in the parent.
 
-Callers: `digestd run` only, for reading a large subscribers.yaml (config/apart.py) and for
-ranking (stages/follow.py). Forking is sound there because the run has no other thread then;
-the child never logs, writes state or returns: it answers and leaves with os._exit.
+Callers: `digestd run` only, for reading a large subscribers.yaml (config/apart.py, before the
+run has any other thread) and for ranking (stages/follow.py, whose inputs are read before the
+fork). A fork keeps only the calling thread, so the child must not need a lock another thread
+could hold: it only computes, never logs, writes state or returns; it answers through its
+pipe and leaves with os._exit.
 """
 
 from __future__ import annotations
