@@ -23,6 +23,7 @@ import resource
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -33,7 +34,7 @@ from digestd.config.settings import Config, Paths, Settings
 from digestd.core.models import Keyword, Paper, Subscriber
 from digestd.core.plan import PlannedDigest
 from digestd.ops import heap
-from digestd.stages.follow import rank_planned
+from digestd.stages.follow import rank_planned, ranking_inputs
 from digestd.store.interests import InterestPaper, InterestStore
 
 LISTING = "Computer Vision today"
@@ -88,7 +89,8 @@ def main() -> int:
         planned = [PlannedDigest(s.email, None, {LISTING: day}) for s in subs]
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         t0 = time.perf_counter()
-        ranked = rank_planned(cfg, held, planned)
+        inputs = ranking_inputs(cfg, held, {}, seq=2, start_seq=1, today=date(2026, 11, 20))  # all new
+        ranked = rank_planned(cfg, planned, inputs)
         took = time.perf_counter() - t0
     marked = sum(len(r.for_you) for r in ranked) / len(ranked)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

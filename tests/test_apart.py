@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,3 +133,72 @@ def test_a_child_that_dies_between_parts_leaves_the_rest_to_the_parent() -> None
     first, second = ApartParts(work).parts()
     assert first != parent  # the child's part is kept
     assert second == "made here"  # and the rest made in process
+
+
+_HOLDER = """
+import os, sys, time
+from pathlib import Path
+from digestd.store.lock import RunLock
+from digestd.ops.apart import ApartParts
+
+def work():
+    Path(sys.argv[2]).write_text(str(os.getpid()))  # the child runs (the lock let go by now)
+    time.sleep(600)
+    yield 1
+
+with RunLock(Path(sys.argv[1])):
+    job = ApartParts(work)
+    time.sleep(600)
+"""
+
+
+def _until(what: Any, seconds: float = 60.0) -> None:
+    """Wait for `what()` to be true (a condition another process makes true), failing after
+    `seconds`, many times what it takes."""
+    import time
+
+    end = time.monotonic() + seconds
+    while not what():
+        assert time.monotonic() < end, "never happened"
+        time.sleep(0.05)
+
+
+def test_a_killed_run_leaves_no_child_and_no_lock_behind(tmp_path: Path) -> None:
+    """SIGKILL the run while its child works: the child dies with it, and the next run gets the
+    lock at once (the child let go of its copy of the lock's descriptor when it started)."""
+    import subprocess
+    import sys
+
+    from digestd.store.lock import RunLock
+
+    lock, child_pid = tmp_path / "run.lock", tmp_path / "child.pid"
+    run = subprocess.Popen([sys.executable, "-c", _HOLDER, str(lock), str(child_pid)])
+    try:
+        _until(lambda: child_pid.exists() and child_pid.read_text())
+        pid = int(child_pid.read_text())
+        run.kill()
+        run.wait()
+        with RunLock(lock):  # the killed run's lock is not held by its child
+            pass
+        _until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in _state(pid))
+    finally:
+        run.kill()
+        run.wait()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_an_answer_is_taken_once() -> None:
+    job = ApartParts(lambda: iter([1, 2, 3]))
+    assert list(job.parts()) == [1, 2, 3]
+    with pytest.raises(RuntimeError, match="once"):
+        job.parts()
+    single = Apart(lambda: 5)
+    assert single.result() == 5
+    with pytest.raises(RuntimeError, match="once"):
+        single.result()

@@ -150,9 +150,7 @@ def plan(
     for sub in subscribers:
         key = email_key(sub.email)
         old = cursors.get(key)
-        cur = old if old is not None else Cursor(queued_through=start_seq, since=iso)
-        if cur.since is None:
-            cur = replace(cur, since=iso)  # without "since" weekly is never due
+        cur = _current(old, start_seq, iso)
         kws = followed(sub, keywords)
         cur = replace(cur, follows=follows(old, kws))
         if is_paused(sub, cur, today):
@@ -185,6 +183,22 @@ def plan(
             cur = replace(cur, last_queued=iso)
         nxt[key] = cur
     return out, nxt
+
+
+def _current(old: Cursor | None, start_seq: int, iso: str) -> Cursor:
+    """A subscriber's cursor as the plan starts from it: a new one starts at `start_seq`."""
+    cur = old if old is not None else Cursor(queued_through=start_seq, since=iso)
+    return cur if cur.since is not None else replace(cur, since=iso)  # without "since" weekly is never due
+
+
+def planned_from(sub: Subscriber, cursors: Mapping[str, Cursor], *, start_seq: int, today: date,
+                 weekly_day: str) -> int | None:
+    """The seq above which `plan` would give `sub` papers today; None if it gives none (paused,
+    or a weekly digest not due). Ranking uses it to fit only what the plan can pick."""
+    cur = _current(cursors.get(email_key(sub.email)), start_seq, today.isoformat())
+    if is_paused(sub, cur, today) or not is_due(sub, cur, today, weekly_day):
+        return None
+    return cur.queued_through
 
 
 def retention(

@@ -17,17 +17,21 @@ pipe and leaves with os._exit.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import io
+import logging
 import os
 import pickle
 import signal
 import struct
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _HEAD = struct.Struct("<QI")  # pickle bytes, out-of-band buffers
 _SIZE = struct.Struct("<Q")
@@ -37,6 +41,8 @@ class _Child:
     """A forked child running `body(fd)` (it writes its answer to fd), and the parent's end."""
 
     def __init__(self, body: Callable[[int], None]) -> None:
+        parent = os.getpid()
+        self._taken = False
         self._pid = 0
         self._pipe: io.BufferedReader | None = None
         if not hasattr(os, "fork"):
@@ -58,6 +64,7 @@ class _Child:
                 # ranking's child took 3.8 s instead of 2.5).
                 gc.freeze()
                 os.close(read_end)
+                as_child_of(parent)
                 body(write_end)
             finally:
                 os._exit(0)
@@ -65,30 +72,42 @@ class _Child:
         self._pid, self._pipe = pid, os.fdopen(read_end, "rb")
 
     def _message(self) -> tuple[str, object] | None:
-        """The child's next message, or None (and the child reaped) when there is no more."""
+        """The child's next message, or None (the child stopped and reaped) when it has no more
+        to give; a child that did not answer is named in the log, its work then done here."""
         if self._pipe is None:
             return None
         try:
             got = _receive(self._pipe)
         except Exception:  # the child died midway or answered nonsense: the work is done here
             got = None
-        if got is None or got[0] == "end":
+        if got is not None and got[0] == "end":
             self._reap()
+        elif got is None:
+            pid = self._pid
+            status = self.close()
+            log.warning("a forked child (pid %d) gave no answer (%s); its work is done in process",
+                        pid, _status_text(status))
         return got
 
-    def close(self) -> None:
-        """Stop a child whose answer is no longer wanted (the run failed before it asked)."""
+    def close(self) -> int | None:
+        """Stop a child whose answer is no longer wanted (the run failed before it asked, or
+        it answered nonsense); its wait status, None if there was none to stop."""
         if self._pid:
             with contextlib.suppress(OSError):
                 os.kill(self._pid, signal.SIGKILL)
-        self._reap()
+        return self._reap()
 
-    def _reap(self) -> None:
+    def _take(self) -> None:
+        """The answer is read once: a second reader would get the rest of a half-read pipe."""
+        if self._taken:
+            raise RuntimeError("a forked child's answer can be taken once")
+        self._taken = True
+
+    def _reap(self) -> int | None:
         pid, pipe, self._pid, self._pipe = self._pid, self._pipe, 0, None
         if pipe is not None:
             pipe.close()
-        if pid:
-            os.waitpid(pid, 0)
+        return os.waitpid(pid, 0)[1] if pid else None
 
     def __enter__(self) -> _Child:
         return self
@@ -107,7 +126,8 @@ class Apart(_Child, Generic[T]):
         super().__init__(lambda fd: _answer(lambda: iter((work(),)), raises, fd))
 
     def result(self) -> T:
-        """The child's answer; the work done here if it gave none."""
+        """The child's answer; the work done here if it gave none. Once only."""
+        self._take()
         got = self._message()
         self.close()
         if got is not None:
@@ -129,6 +149,11 @@ class ApartParts(_Child, Generic[T]):
         super().__init__(lambda fd: _answer(work, (), fd))
 
     def parts(self) -> Iterator[T]:
+        """Each part as the child sends it (once only: the parts are the pipe's)."""
+        self._take()
+        return self._parts()
+
+    def _parts(self) -> Iterator[T]:
         received = 0
         while (got := self._message()) is not None and got[0] == "value":
             received += 1
@@ -139,6 +164,37 @@ class ApartParts(_Child, Generic[T]):
         for n, part in enumerate(self._work()):
             if n >= received:
                 yield part
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def as_child_of(parent: int) -> None:
+    """In a forked child: die with the parent (a SIGKILLed run leaves no child behind), and let
+    go of the run lock inherited from it, so the next run is never refused by a leftover
+    child. Closing the descriptor never unlocks: the parent's lock stays held."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent's pipe closing ends the child
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+    fds = Path("/proc/self/fd")
+    for fd in list(fds.iterdir()) if fds.is_dir() else []:
+        try:
+            if str(fd.readlink()).endswith("/run.lock"):
+                os.close(int(fd.name))
+        except (OSError, ValueError):
+            continue
+
+
+def _status_text(status: int | None) -> str:
+    if status is None:
+        return "no child"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 def _answer(work: Callable[[], Iterator[object]], raises: tuple[type[BaseException], ...], fd: int) -> None:

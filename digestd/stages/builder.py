@@ -10,19 +10,17 @@ a child that dies leaves the rest to be built in process. Either way the same by
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import multiprocessing
 import os
-import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import TypeAlias
 
 from digestd.core.records import Delivery
 from digestd.mail.message import Envelope
+from digestd.ops.apart import as_child_of
 
 Built: TypeAlias = Envelope | str | None  # the message; why it could not be built; no papers left
 Build: TypeAlias = Callable[[Delivery], Envelope | None]
@@ -35,7 +33,6 @@ AHEAD = 2  # chunks requested before the first is used: one a builder, so both k
 # while the main process sends; each more holds another 32 finished messages (2.3 MB)
 WORKERS = 2  # builder processes: the main process mostly waits (SMTP replies, fsyncs)
 
-_PR_SET_PDEATHSIG = 1
 _build: Build | None = None  # set in the parent just before the fork; the child inherits it
 
 
@@ -63,27 +60,8 @@ def _pool(build: Build) -> Executor | None:
         return None
     _build = build
     return ProcessPoolExecutor(
-        max_workers=WORKERS, mp_context=ctx, initializer=_child_start, initargs=(os.getpid(),)
+        max_workers=WORKERS, mp_context=ctx, initializer=as_child_of, initargs=(os.getpid(),)
     )
-
-
-def _child_start(parent: int) -> None:
-    """The child dies with its parent (a SIGKILLed run leaves no builder behind) and lets go of
-    the run lock it inherited, so the next run is never refused by a leftover child."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the parent's pipe closing ends the child
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(0)
-    fds = Path("/proc/self/fd")
-    for fd in list(fds.iterdir()) if fds.is_dir() else []:
-        try:
-            if str(fd.readlink()).endswith("/run.lock"):
-                os.close(int(fd.name))  # closing, never LOCK_UN: the parent's lock stays held
-        except (OSError, ValueError):
-            continue
 
 
 async def built(build: Build, deliveries: Sequence[Delivery]) -> AsyncIterator[tuple[Delivery, Built]]:

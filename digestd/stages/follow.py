@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from datetime import date
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
 from digestd.config.settings import Config
 from digestd.core.models import Keyword, Paper, Subscriber, SubscriberStatus
-from digestd.core.plan import PlannedDigest, followed
+from digestd.core.plan import PlannedDigest, followed, planned_from
 from digestd.core.query import kept
 from digestd.core.rank import (
     FOR_YOU_BAR,
@@ -24,7 +25,7 @@ from digestd.core.rank import (
     scorer_from,
     scorer_parts,
 )
-from digestd.core.records import NO_COUNTS
+from digestd.core.records import NO_COUNTS, Cursor
 from digestd.errors import FetchError, StateError
 from digestd.ops.apart import ApartParts
 from digestd.source.arxiv import PaperSource
@@ -129,52 +130,65 @@ def _readers(subscribers: Sequence[Subscriber]) -> list[Subscriber]:
     return [s for s in active if s.interests or s.interest_texts]
 
 
-def start_ranking(cfg: Config, papers: Held) -> ApartParts[Fitted | NDArray[np.float32]] | None:
+# ranking_inputs: the candidates (id -> text) and the readers (address -> their interest texts)
+Inputs: TypeAlias = tuple[dict[str, str], dict[str, list[str]]]
+
+
+def ranking_inputs(cfg: Config, papers: Held, cursors: Mapping[str, Cursor], *, seq: int, start_seq: int,
+                   today: date) -> Inputs | None:
+    """What ranking is fitted on, known before the plan: the readers with interests whose digest
+    the plan can make today (active, not paused, due) with the texts of their interest papers,
+    and every held paper of their keywords the plan can pick for one of them (a seq above the
+    lowest of their cursors, up to this run's); None when there is nothing to rank."""
+    due = [(s, t) for s in _readers(cfg.subscribers)
+           if (t := planned_from(s, cursors, start_seq=start_seq, today=today,
+                                 weekly_day=cfg.settings.weekly_day)) is not None]
+    if not due:
+        return None
+    low = min(t for _, t in due)
+    wanted = {kw for s, _ in due for kw in followed(s, cfg.keywords)}
+    candidates = {p.id: paper_text(p.title, p.summary)
+                  for kw, items in papers.items() if kw in wanted for n, p in items if low < n <= seq}
+    if not candidates:
+        return None
+    known = _known(cfg)
+    interest_text = {i: paper_text(p.title, p.summary) for i, p in known.items() if not p.gone}
+    return candidates, {s.email: _profile(s, interest_text) for s, _ in due}
+
+
+Started: TypeAlias = "ApartParts[Fitted | NDArray[np.float32]]"  # the child's two parts
+
+
+def start_ranking(inputs: Inputs | None) -> Started | None:
     """The part of ranking that needs no plan (the fit, then each reader's centroid), started in
-    a forked child so it runs on the other core while the plan is made; None when no reader
-    has interests. Its arrays cross the pipe as they are (ops/apart.py)."""
-    inputs = _scorer_inputs(cfg, papers)
+    a forked child so it runs on the other core while the plan is made; None with nothing to
+    rank. Its arrays cross the pipe as they are (ops/apart.py)."""
     if inputs is None:
         return None
-    started = ApartParts(lambda: scorer_parts(*inputs))
-    import numpy  # noqa: F401 - what the parts need when they come back: imported here
-    import scipy.sparse  # noqa: F401 - while the child works, not after (0.35 s)
+    import numpy  # noqa: F401 - what the parts need when they come back, imported while the
+    import scipy.sparse  # noqa: F401 - child works (0.35 s), and before it: nothing can fail after
 
-    return started
+    return ApartParts(lambda: scorer_parts(*inputs))
 
 
-def rank_planned(cfg: Config, papers: Held, planned: Sequence[PlannedDigest],
-                 started: ApartParts[Fitted | NDArray[np.float32]] | None = None) -> list[Ranked]:
-    """Each planned digest, its keywords' papers by relevance to its reader's interests
-    (`started`: start_ranking's child for these papers; without it, the work is done here)."""
-    readers = {s.email for s in _readers(cfg.subscribers)}
+def rank_planned(cfg: Config, planned: Sequence[PlannedDigest], inputs: Inputs | None,
+                 started: Started | None = None) -> list[Ranked]:
+    """Each planned digest, its keywords' papers by relevance to its reader's interests, fitted
+    on `inputs` (ranking_inputs); `started`: start_ranking's child for them, else the work is
+    done here, with the same result."""
+    readers = inputs[1] if inputs is not None else {}
     ranked = [Ranked(p) for p in planned]
     todo = [i for i, p in enumerate(planned) if p.email in readers]
-    inputs = None if started is not None or not todo else _scorer_inputs(cfg, papers)
-    if not todo or (started is None and inputs is None):
+    if not todo or inputs is None:
         if started is not None:
             started.close()
         return _top(ranked, cfg.keywords)
     # the products are made here from the child's fit while the child makes the centroids
-    scorer = scorer_from(started.parts()) if started is not None else make_scorer(*inputs)  # type: ignore[misc]
+    scorer = scorer_from(started.parts()) if started is not None else make_scorer(*inputs)
     if started is not None:
         started.close()
     tops = {k.name: k.top for k in cfg.keywords if k.listing}
     return _top(_apply(ranked, todo, scorer, tops), cfg.keywords)
-
-
-def _scorer_inputs(cfg: Config, papers: Held) -> tuple[dict[str, str], dict[str, list[str]]] | None:
-    """The candidates (every held paper of a keyword some reader with interests follows, id ->
-    text) and each such reader's interest texts; None without such readers."""
-    readers = _readers(cfg.subscribers)
-    if not readers:
-        return None
-    known = _known(cfg)
-    interest_text = {i: paper_text(p.title, p.summary) for i, p in known.items() if not p.gone}
-    wanted = {kw for s in readers for kw in followed(s, cfg.keywords)}
-    candidates = {p.id: paper_text(p.title, p.summary)
-                  for kw, items in papers.items() if kw in wanted for _, p in items}
-    return candidates, {s.email: _profile(s, interest_text) for s in readers}
 
 
 def _known(cfg: Config) -> Mapping[str, InterestPaper]:

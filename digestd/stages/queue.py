@@ -12,7 +12,7 @@ from digestd.core.plan import plan
 from digestd.core.records import Cursor, Delivery, DeliveryStatus
 from digestd.mail.message import message_id
 from digestd.render.digest import plural
-from digestd.stages.follow import rank_planned, start_ranking
+from digestd.stages.follow import rank_planned, ranking_inputs, start_ranking
 from digestd.store.outbox import Outbox
 from digestd.store.papers import Held
 from digestd.store.suppressions import blocked
@@ -35,7 +35,8 @@ def queue(
     the queued deliveries and every subscriber's next cursor."""
     start = max(seq - 1, 0) if any(k.new for k in report.keywords) else seq
     with contextlib.ExitStack() as stack:
-        started = start_ranking(cfg, papers)  # in a child on the other core while the plan is made
+        inputs = ranking_inputs(cfg, papers, cursors, seq=seq, start_seq=start, today=today)
+        started = start_ranking(inputs)  # in a child on the other core while the plan is made
         if started is not None:
             stack.enter_context(started)
         planned, after = plan(
@@ -51,7 +52,7 @@ def queue(
         )
         suppressed = blocked(cfg.paths.suppressions_db, [p.email for p in planned])
         planned = [p for p in planned if p.email.lower() not in suppressed]  # their papers are skipped
-        ranked = rank_planned(cfg, papers, planned, started)  # by relevance to each reader's interests
+        ranked = rank_planned(cfg, planned, inputs, started)  # by relevance to each reader's interests
     created = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     iso = today.isoformat()
     deliveries = [
