@@ -79,13 +79,20 @@ def _end_of_value(rest: str) -> None:
 
 def _quoted(text: str) -> tuple[str, str]:
     """A single- or double-quoted scalar at the start of `text`: (value, what follows)."""
-    q = text[0]
+    value, end = _quoted_at(text, 0)
+    return value, text[end:]
+
+
+def _quoted_at(text: str, start: int) -> tuple[str, int]:
+    """A single- or double-quoted scalar at `start` of `text`: (value, where it ends). By
+    position, so a long flow list is read in one pass, not copied once per item."""
+    q = text[start]
     if q == '"':
-        end = text.find('"', 1)
-        if end < 0 or "\\" in text[:end]:
+        end = text.find('"', start + 1)
+        if end < 0 or text.find("\\", start, end) >= 0:
             raise _NotSimple
-        return text[1:end], text[end + 1 :]
-    i = 1
+        return text[start + 1 : end], end + 1
+    i = start + 1
     while True:
         end = text.find("'", i)
         if end < 0:
@@ -93,7 +100,7 @@ def _quoted(text: str) -> tuple[str, str]:
         if text.startswith("''", end):
             i = end + 2
             continue
-        return text[1:end].replace("''", "'"), text[end + 1 :]
+        return text[start + 1 : end].replace("''", "'"), end + 1
 
 
 _SINGLE = "'([^'\\n]*)'"  # a single-quoted scalar without '' in it: its text as is
@@ -121,9 +128,8 @@ def _flow_sequence(text: str) -> list[Any]:
             i += 1
             break
         if text[i] in "'\"":
-            value, rest = _quoted(text[i:])
+            value, i = _quoted_at(text, i)
             items.append(value)
-            i = n - len(rest)
             while i < n and text[i] == " ":
                 i += 1
         else:
