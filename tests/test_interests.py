@@ -331,3 +331,41 @@ def test_arxiv_ids_are_taken_by_their_rules_on_every_path() -> None:
                 good = 1 <= mm <= 12 and digits == (5 if yy >= 15 else 4)
                 assert arxiv_id(text) == (text if good else None), text
                 assert arxiv_id(f" {text}v3 ") == (text if good else None), text
+
+
+def test_a_weekly_reader_is_ranked_on_their_day_and_fitted_for_only_then(
+    tmp_path: Path, smtp: tuple[Controller, Inbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fit covers the readers the plan can mail today: on a day a weekly reader is not due,
+    nothing is fitted (no child); on their day the week's papers come ranked for them."""
+    liked = interests_of_older(VAD)
+    subs = [{"email": "alice@example.org", "frequency": "weekly", "interests": [p.id for p in liked]},
+            {"email": "bob@example.org"}]
+    write_instance(tmp_path, [MIXED], subs, timezone="UTC", weekly_day="tuesday")
+    children: list[int] = []
+
+    class Counted(follow.ApartParts):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            children.append(self._pid)
+
+    monkeypatch.setattr(follow, "ApartParts", Counted)
+    feed = mixed_feed()
+    env = smtp_env(smtp[0])
+    with FakeArxiv() as fake:
+        fake.extra = liked
+        fake.feeds[MIXED] = feed[-2:]
+        run_once(tmp_path, fake, env=env, now=at("2025-12-16"))  # a Tuesday: the baseline
+        fake.feeds[MIXED] = feed[len(feed) // 2 :]
+        run_once(tmp_path, fake, env=env, now=at("2025-12-22"))  # Monday: bob only, nothing to rank
+        assert children == []
+        fake.feeds[MIXED] = feed
+        run_once(tmp_path, fake, env=env, now=at("2025-12-23"))  # Tuesday: alice's week, ranked
+    assert len(children) == 1 and all(children)
+    got = deliveries(tmp_path)
+    alice = got["alice@example.org"]
+    new_vad = {p.id for p in parse_seed(SEED_001)[VAD]}
+    ids = list(alice.papers[MIXED])
+    vad_first = [i for i in ids if i in new_vad]
+    assert vad_first and set(ids[: len(vad_first)]) == set(vad_first)  # their topic first
+    assert alice.for_you and set(alice.for_you) <= set(vad_first)
