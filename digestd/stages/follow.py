@@ -165,8 +165,10 @@ def start_ranking(inputs: Inputs | None) -> Started | None:
     rank. Its arrays cross the pipe as they are (ops/apart.py)."""
     if inputs is None:
         return None
-    import numpy  # noqa: F401 - what the parts need when they come back, imported while the
-    import scipy.sparse  # noqa: F401 - child works (0.35 s), and before it: nothing can fail after
+    # What the parts need when they come back, imported before the fork: the child has them
+    # too (its scikit-learn import is that much shorter), and nothing can fail after it.
+    import numpy  # noqa: F401
+    import scipy.sparse  # noqa: F401
 
     return ApartParts(lambda: scorer_parts(*inputs))
 
