@@ -369,3 +369,12 @@ def test_a_weekly_reader_is_ranked_on_their_day_and_fitted_for_only_then(
     vad_first = [i for i in ids if i in new_vad]
     assert vad_first and set(ids[: len(vad_first)]) == set(vad_first)  # their topic first
     assert alice.for_you and set(alice.for_you) <= set(vad_first)
+
+
+def test_digits_of_other_scripts_are_no_arxiv_id() -> None:
+    from digestd.core.interests import arxiv_id
+
+    assert arxiv_id("２５０６.１２３４５") is None  # fullwidth digits
+    assert arxiv_id("٢٥٠٦.١٢٣٤٥") is None  # Arabic-Indic digits
+    assert arxiv_id("2506.12345v２") is None
+    assert arxiv_id("2506.12345") == "2506.12345"

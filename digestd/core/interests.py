@@ -8,19 +8,20 @@ import re
 from dataclasses import dataclass
 
 # New-style ids (0704.0001 on, 5 digits from 1501) and old-style archive/YYMMNNN; no version.
-_NEW_ID = re.compile(r"(?P<yy>\d{2})(?P<mm>\d{2})\.(?P<n>\d{4,5})")
-_OLD_ID = re.compile(r"[a-z]+(?:-[a-z]+)?(?:\.[A-Z]{2})?/(?P<yy>\d{2})(?P<mm>\d{2})\d{3}")
-_VERSION = re.compile(r"v\d{1,3}$")
+# ASCII only: \d would take other scripts' digits (２５０６.１２３４５), which are no arXiv id.
+_NEW_ID = re.compile(r"(?P<yy>\d{2})(?P<mm>\d{2})\.(?P<n>\d{4,5})", re.ASCII)
+_OLD_ID = re.compile(r"[a-z]+(?:-[a-z]+)?(?:\.[A-Z]{2})?/(?P<yy>\d{2})(?P<mm>\d{2})\d{3}", re.ASCII)
+_VERSION = re.compile(r"v\d{1,3}$", re.ASCII)
 _FOUND_ID = re.compile(
     r"(?:arxiv\.org/(?:abs|pdf)/|arxiv[:.]\s*|10\.48550/arxiv\.)"
     r"(\d{4}\.\d{4,5}|[a-z]+(?:-[a-z]+)?(?:\.[A-Z]{2})?/\d{7})",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 MAX_BIB_BYTES = 5_000_000
 MAX_INTERESTS = 2000  # per reader: more says nothing the profile does not already know
 
 
-_CURRENT_ID = re.compile(r"(?:1[5-9]|[2-9]\d)(?:0[1-9]|1[0-2])\.\d{5}")  # 2015 on, no version
+_CURRENT_ID = re.compile(r"(?:1[5-9]|[2-9]\d)(?:0[1-9]|1[0-2])\.\d{5}", re.ASCII)  # 2015 on, no version
 
 
 def arxiv_id(text: str) -> str | None:
