@@ -202,3 +202,21 @@ def test_an_answer_is_taken_once() -> None:
     assert single.result() == 5
     with pytest.raises(RuntimeError, match="once"):
         single.result()
+
+
+def test_a_child_that_says_nothing_in_time_is_killed_and_the_work_done_here() -> None:
+    """A stuck child (here: one that never answers) is killed when its wait ends; the parent
+    then does the work. The wait is the feature under test: 1 s against a child that would
+    otherwise never answer."""
+    parent = os.getpid()
+
+    def work() -> str:
+        if os.getpid() != parent:
+            signal.pause()
+        return "made here"
+
+    job = Apart(work, wait=1.0)
+    pid = job._pid  # the child this test must see gone
+    assert pid and job.result() == "made here"
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # killed and reaped

@@ -23,8 +23,10 @@ import io
 import logging
 import os
 import pickle
+import select
 import signal
 import struct
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +35,8 @@ from typing import Generic, TypeVar, cast
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+WAIT = 1800.0  # seconds a child may take for each part: its work takes seconds, so one that
+# says nothing for half an hour is stuck (a lock held at the fork), and is killed
 _HEAD = struct.Struct("<QI")  # pickle bytes, out-of-band buffers
 _SIZE = struct.Struct("<Q")
 
@@ -40,11 +44,12 @@ _SIZE = struct.Struct("<Q")
 class _Child:
     """A forked child running `body(fd)` (it writes its answer to fd), and the parent's end."""
 
-    def __init__(self, body: Callable[[int], None]) -> None:
+    def __init__(self, body: Callable[[int], None], wait: float = WAIT) -> None:
         parent = os.getpid()
         self._taken = False
+        self._wait = wait
         self._pid = 0
-        self._pipe: io.BufferedReader | None = None
+        self._pipe: int | None = None  # the read end
         if not hasattr(os, "fork"):
             return
         try:
@@ -69,7 +74,7 @@ class _Child:
             finally:
                 os._exit(0)
         os.close(write_end)
-        self._pid, self._pipe = pid, os.fdopen(read_end, "rb")
+        self._pid, self._pipe = pid, read_end
 
     def _message(self) -> tuple[str, object] | None:
         """The child's next message, or None (the child stopped and reaped) when it has no more
@@ -77,9 +82,9 @@ class _Child:
         if self._pipe is None:
             return None
         try:
-            got = _receive(self._pipe)
-        except Exception:  # the child died midway or answered nonsense: the work is done here
-            got = None
+            got = _receive(self._pipe, time.monotonic() + self._wait)
+        except Exception:  # the child died midway, answered nonsense or took longer than
+            got = None  # `wait` (stuck: the work takes seconds): the work is done here
         if got is not None and got[0] == "end":
             self._reap()
         elif got is None:
@@ -106,7 +111,7 @@ class _Child:
     def _reap(self) -> int | None:
         pid, pipe, self._pid, self._pipe = self._pid, self._pipe, 0, None
         if pipe is not None:
-            pipe.close()
+            os.close(pipe)
         return os.waitpid(pid, 0)[1] if pid else None
 
     def __enter__(self) -> _Child:
@@ -120,10 +125,11 @@ class _Child:
 class Apart(_Child, Generic[T]):
     """`work()` started in a forked child; `result()` its value (or, failing that, work())."""
 
-    def __init__(self, work: Callable[[], T], *, raises: tuple[type[BaseException], ...] = ()) -> None:
+    def __init__(self, work: Callable[[], T], *, raises: tuple[type[BaseException], ...] = (),
+                 wait: float = WAIT) -> None:
         self._work = work
         self._raises = raises
-        super().__init__(lambda fd: _answer(lambda: iter((work(),)), raises, fd))
+        super().__init__(lambda fd: _answer(lambda: iter((work(),)), raises, fd), wait)
 
     def result(self) -> T:
         """The child's answer; the work done here if it gave none. Once only."""
@@ -144,9 +150,9 @@ class ApartParts(_Child, Generic[T]):
     sends it, so the parent can use the first while the child makes the next. If the child
     stops answering, the generator runs here and the parts not yet received come from it."""
 
-    def __init__(self, work: Callable[[], Iterator[T]]) -> None:
+    def __init__(self, work: Callable[[], Iterator[T]], *, wait: float = WAIT) -> None:
         self._work = work
-        super().__init__(lambda fd: _answer(work, (), fd))
+        super().__init__(lambda fd: _answer(work, (), fd), wait)
 
     def parts(self) -> Iterator[T]:
         """Each part as the child sends it (once only: the parts are the pipe's)."""
@@ -223,24 +229,28 @@ def _send(out: io.BufferedWriter, message: tuple[str, object]) -> None:
     out.flush()  # the parent may use this part while the next is made
 
 
-def _receive(pipe: io.BufferedReader) -> tuple[str, object] | None:
-    size, count = _HEAD.unpack(_exactly(pipe, _HEAD.size))
-    sizes = [_SIZE.unpack(_exactly(pipe, _SIZE.size))[0] for _ in range(count)]
-    head = _exactly(pipe, size)
-    buffers = []
-    for n in sizes:
-        buf = bytearray(n)  # the array's own memory, filled in place
-        if pipe.readinto(buf) != n:
-            return None
-        buffers.append(buf)
+def _receive(fd: int, deadline: float) -> tuple[str, object] | None:
+    size, count = _HEAD.unpack(_exactly(fd, _HEAD.size, deadline))
+    sizes = [_SIZE.unpack(_exactly(fd, _SIZE.size, deadline))[0] for _ in range(count)]
+    head = _exactly(fd, size, deadline)
+    buffers = [_exactly(fd, n, deadline) for n in sizes]  # each array's own memory, filled in place
     answer = pickle.loads(head, buffers=buffers)  # noqa: S301 - our own child, through our own pipe
     if not (isinstance(answer, tuple) and len(answer) == 2 and answer[0] in ("value", "error", "end")):
         return None
     return answer
 
 
-def _exactly(pipe: io.BufferedReader, n: int) -> bytes:
-    data = pipe.read(n)
-    if len(data) != n:
-        raise EOFError("the child's answer ended early")
-    return data
+def _exactly(fd: int, n: int, deadline: float) -> bytearray:
+    """`n` bytes from the pipe, or TimeoutError at `deadline`, or EOFError if it ends first."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise TimeoutError("the child did not answer in time")
+        k = os.readv(fd, [view[got:]])
+        if k == 0:
+            raise EOFError("the child's answer ended early")
+        got += k
+    return buf
