@@ -245,9 +245,11 @@ def _exactly(fd: int, n: int, deadline: float) -> bytearray:
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0
+    ready = select.poll()  # poll, not select: any descriptor number
+    ready.register(fd, select.POLLIN)
     while got < n:
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        if left <= 0 or not ready.poll(max(1, int(left * 1000))):
             raise TimeoutError("the child did not answer in time")
         k = os.readv(fd, [view[got:]])
         if k == 0:
