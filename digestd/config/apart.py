@@ -36,7 +36,4 @@ def load_config_apart(
         size = 0
     if size < min_bytes:
         return load_config(home, env)
-    config = Apart(lambda: load_config(home, env), raises=(DigestdError,)).result()
-    if isinstance(config, Config):
-        return config
-    return load_config(home, env)
+    return Apart(lambda: load_config(home, env), raises=(DigestdError,)).result()

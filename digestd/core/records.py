@@ -237,8 +237,7 @@ def follows_to_value(follows: Follows, shared: dict[Any, Any] | None = None,
                      ) -> dict[str, list[list[int | None]]]:
     """The stored form. `shared`: equal span lists become one list object across the maps of
     one save (100,000 distinct maps hold a handful of distinct spans); the JSON is the same."""
-    if shared is None:
-        return {kw: [[a, b] for a, b in spans] for kw, spans in sorted(follows.items())}
+    shared = {} if shared is None else shared
     out: dict[str, list[list[int | None]]] = {}
     for kw, spans in sorted(follows.items()):
         value = shared.get(spans)

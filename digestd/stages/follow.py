@@ -176,21 +176,17 @@ def start_ranking(inputs: Inputs | None) -> Started | None:
 def rank_planned(cfg: Config, planned: Sequence[PlannedDigest], inputs: Inputs | None,
                  started: Started | None = None) -> list[Ranked]:
     """Each planned digest, its keywords' papers by relevance to its reader's interests, fitted
-    on `inputs` (ranking_inputs); `started`: start_ranking's child for them, else the work is
-    done here, with the same result."""
+    on `inputs` (ranking_inputs); `started`: start_ranking's child for them (the caller closes
+    it), else the work is done here, with the same result."""
     readers = inputs[1] if inputs is not None else {}
     ranked = [Ranked(p) for p in planned]
     todo = [i for i, p in enumerate(planned) if p.email in readers]
+    tops = {k.name: k.top for k in cfg.keywords if k.listing}
     if not todo or inputs is None:
-        if started is not None:
-            started.close()
-        return _top(ranked, cfg.keywords)
+        return _top(ranked, tops)
     # the products are made here from the child's fit while the child makes the centroids
     scorer = scorer_from(started.parts()) if started is not None else make_scorer(*inputs)
-    if started is not None:
-        started.close()
-    tops = {k.name: k.top for k in cfg.keywords if k.listing}
-    return _top(_apply(ranked, todo, scorer, tops), cfg.keywords)
+    return _top(_apply(ranked, todo, scorer, tops), tops)
 
 
 def _known(cfg: Config) -> Mapping[str, InterestPaper]:
@@ -205,10 +201,9 @@ def _known(cfg: Config) -> Mapping[str, InterestPaper]:
         store.close()
 
 
-def _top(ranked: list[Ranked], keywords: Sequence[Keyword]) -> list[Ranked]:
+def _top(ranked: list[Ranked], tops: Mapping[str, int]) -> list[Ranked]:
     """A listing's `top` papers per reader (the first: most relevant, or newest), and how
-    many more there were."""
-    tops = {k.name: k.top for k in keywords if k.listing}
+    many more there were (`tops`: each listing's `top`)."""
     out: list[Ranked] = []
     for r in ranked:
         papers = r.digest.papers

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 from digestd.config.settings import Config
-from digestd.core.models import RunReport
+from digestd.core.models import RunReport, email_key
 from digestd.core.plan import plan
 from digestd.core.records import Cursor, Delivery, DeliveryStatus
 from digestd.mail.message import message_id
@@ -51,7 +51,7 @@ def queue(
             history=history,
         )
         suppressed = blocked(cfg.paths.suppressions_db, [p.email for p in planned])
-        planned = [p for p in planned if p.email.lower() not in suppressed]  # their papers are skipped
+        planned = [p for p in planned if email_key(p.email) not in suppressed]  # their papers are skipped
         ranked = rank_planned(cfg, planned, inputs, started)  # by relevance to each reader's interests
     created = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     iso = today.isoformat()
