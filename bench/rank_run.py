@@ -18,15 +18,11 @@ timers of bench/run.py's --cli-run, which then calls digestd's own CLI entry.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +33,7 @@ sys.path.insert(0, str(HERE))
 from fakearxiv import FakeArxiv  # noqa: E402
 from fixtures import make_paper  # noqa: E402
 from rank_bench import sentences, text  # noqa: E402
-from run import Sink, ensure_postfix, sample_pss  # noqa: E402
+from run import Sink, ensure_postfix, timed_cli_run  # noqa: E402
 
 LISTING = "Computer Vision today"
 STAGES = ("load", "diff", "queue", "send")  # seconds of each, in the `digestd run` process
@@ -63,36 +59,15 @@ def without_interests(home: Path) -> None:
 
 
 def digestd_run(home: Path, env: dict[str, str], spy_name: str = "") -> dict[str, Any]:
-    """`python -m digestd run`, timed from start to exit, with its peak RSS and PSS; with
-    BENCH_PYSPY=PREFIX and py-spy on PATH, sampled into PREFIX.SPY_NAME.txt."""
-    start = time.perf_counter()
-    timings = home / "timings.json"  # bench/run.py's stage timers, in the `digestd run` process
-    cmd = [sys.executable, str(HERE / "run.py"), "--cli-run", "--home", str(home), "--timings", str(timings)]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stop, pss = threading.Event(), {"pss_mb": 0.0}
-    sampler = threading.Thread(target=sample_pss, args=(proc.pid, stop, pss), daemon=True)
-    sampler.start()
-    spy = None
-    if os.environ.get("BENCH_PYSPY") and spy_name:  # sampling profile: py-spy on PATH
-        spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--subprocesses", "--rate", "250",
-                                "--format", "raw", "-o", f"{os.environ['BENCH_PYSPY']}.{spy_name}.txt"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, _ = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    stop.set()
-    sampler.join()
-    if spy is not None:
-        spy.wait(60)
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 75):
-        raise RuntimeError(f"digestd run exited {code}: {err.decode()[-3000:]}")
+    """`digestd run`, timed from start to exit (bench/run.py's timed_cli_run), with its peak RSS
+    and PSS; with BENCH_PYSPY=PREFIX and py-spy on PATH, sampled into PREFIX.SPY_NAME.txt."""
+    spy_out = os.environ.get("BENCH_PYSPY")
+    stages, err = timed_cli_run(home, {**os.environ, **env},
+                                f"{spy_out}.{spy_name}.txt" if spy_out and spy_name else None)
     if err.strip():
-        print(err.decode(errors="replace").strip()[-2000:], file=sys.stderr)
-    stages = json.loads(timings.read_text())
+        print(err.strip()[-2000:], file=sys.stderr)
     # the process's own peak (VmHWM), not wait4's, which is the largest of it and its children
-    return {"seconds": wall, "maxrss_mb": stages["maxrss_mb"], "pss_mb": pss["pss_mb"],
+    return {"seconds": stages["total"], "maxrss_mb": stages["maxrss_mb"], "pss_mb": stages["pss_mb"],
             "child_maxrss_mb": stages.get("builders_maxrss_mb", 0.0),
             "stages": {k: stages.get(k, 0.0) for k in STAGES}, "peaks": stages.get("peak_mb", {})}
 

@@ -312,16 +312,25 @@ def cli_day2(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     """Day 2 as the systemd unit runs it: a `digestd run` process (digestd.cli.app.main, with the
     stage timers of --cli-run), timed by this process from its start to its exit; peak RSS is
     that process's own, and its builder processes' (forked, sharing its pages) apart."""
-    timings = home / "timings.json"
-    cmd = [sys.executable, __file__, "--cli-run", "--home", str(home), "--timings", str(timings)]
     env = {**os.environ, **bench_env(args, args.url2)}
     spy_out = os.environ.get("BENCH_PYSPY")
+    d, _ = timed_cli_run(home, env, f"{spy_out}.n{args.n}.txt" if spy_out else None)
+    return d
+
+
+def timed_cli_run(home: Path, env: dict[str, str], spy_file: str | None = None) -> tuple[dict[str, Any], str]:
+    """`digestd run` on `home` through --cli-run (the stage timers, then digestd's own CLI entry),
+    timed from its start to its exit: its timings, with `total` (that wall time),
+    `process_maxrss_mb` (its own peak) and `pss_mb` (it and its children together, sampled);
+    and what it wrote to stderr. With `spy_file`, py-spy (on PATH) samples it there."""
+    timings = home / "timings.json"
+    cmd = [sys.executable, __file__, "--cli-run", "--home", str(home), "--timings", str(timings)]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     spy = None
-    if spy_out:  # sampling profile: py-spy on PATH
+    if spy_file:  # sampling profile: py-spy on PATH
         spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--subprocesses", "--rate", "250",
-                                "--format", "raw", "-o", f"{spy_out}.n{args.n}.txt"],
+                                "--format", "raw", "-o", spy_file],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert proc.stderr is not None
     stop, pss = threading.Event(), {"pss_mb": 0.0}
@@ -342,7 +351,7 @@ def cli_day2(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     # the largest of the process (as reset by its peak windows) and its builders
     d["process_maxrss_mb"] = max(usage.ru_maxrss / 1024, d.get("maxrss_mb", 0.0))
     d["pss_mb"] = pss["pss_mb"]  # the run and its builders together, shared pages counted once
-    return d
+    return d, err.decode(errors="replace")
 
 
 def _kb(path: str, field: str) -> int:
