@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from test_unsubscribe import request
 
 from digestd.config.load import load_config
 from digestd.core.tokens import pack, sign_until
+from digestd.web.ratelimit import client_key
 
 SECRET = "signup-test-secret-0123456789"
 OLD = "signup-old-key-9876543210"
@@ -163,3 +165,14 @@ def test_csrf_on_the_form(site: tuple[Path, str, Inbox]) -> None:
     assert post(f"{base}/subscribe", [("form_token", token), *fields], **{"Sec-Fetch-Site": "cross-site"})[0] == 403
     assert post(f"{base}/subscribe", [("form_token", token), *fields])[0] == 200
     wait_for(lambda: len(inbox.messages) == 1)
+
+
+def test_the_proxys_own_forwarded_line_counts_not_the_clients() -> None:
+    """A proxy that adds its X-Forwarded-For as a line of its own (HAProxy) follows the one a
+    client sent: the last entry of all the lines is the client, or a forged first line would
+    give each sign-up a new client and lift the limit."""
+    headers = Message()
+    headers["X-Forwarded-For"] = "10.9.9.1"  # written by the client
+    headers["X-Forwarded-For"] = "203.0.113.7"  # appended by the proxy
+    assert client_key("127.0.0.1", headers) == "203.0.113.7"
+    assert client_key("198.51.100.2", headers) == "198.51.100.2"  # not through the proxy: the peer

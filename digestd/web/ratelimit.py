@@ -47,12 +47,14 @@ class RateLimit:
 def client_key(peer: str, headers: Message) -> str:
     """Who is asking: the peer's address, or, when the peer is this machine (the reverse proxy
     `digestd serve` is meant to sit behind), the last address the proxy put in
-    X-Forwarded-For. A client cannot forge that last entry through a proxy that appends it."""
+    X-Forwarded-For. A client cannot forge that last entry through a proxy that appends it,
+    whether to the client's own header or as a header line of its own (HAProxy), so the lines
+    are read as one list (RFC 9110 5.3), never the first line alone."""
     try:
         local = ip_address(peer).is_loopback
     except ValueError:
         local = False
-    forwarded = headers.get("X-Forwarded-For") if local else None
+    forwarded = ",".join(headers.get_all("X-Forwarded-For") or []) if local else None
     if forwarded:
         last = forwarded.rsplit(",", 1)[-1].strip()
         try:
