@@ -117,6 +117,15 @@ def test_the_secret_part_of_a_path_never_reaches_the_log(echo: Server, caplog: p
     assert any("/secret/…" in m for m in lines(caplog))
 
 
+def test_a_header_block_over_64_kib_gets_431_unparsed(echo: Server, caplog: pytest.LogCaptureFixture) -> None:
+    """http.server alone takes 100 header lines of 64 KiB each (6.5 MB, some 40 MB once parsed)
+    per connection: a few dozen such clients would take the server's memory."""
+    line = b"X-Pad: " + b"a" * 1000 + b"\r\n"
+    assert raw(echo, b"GET / HTTP/1.1\r\n" + line * 70 + b"\r\n").startswith(b"HTTP/1.0 431 ")
+    assert raw(echo, b"GET / HTTP/1.1\r\n" + line * 60 + b"\r\n").startswith(b"HTTP/1.0 200 ")
+    assert "Traceback" not in caplog.text
+
+
 def test_a_port_in_use_is_one_sentence(echo: Server) -> None:
     port = echo.server_address[1]
     with pytest.raises(DigestdError, match=rf"^cannot listen on 127\.0\.0\.1:{port}: Address already in use$"):

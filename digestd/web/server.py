@@ -11,6 +11,7 @@ line without a traceback. An endpoint subclasses Handler (its do_GET, do_POST, .
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
 import logging
 import re
@@ -32,6 +33,9 @@ DEFAULT_IDLE_TIMEOUT = 30.0  # seconds a connection may send nothing before it i
 # seconds would otherwise hold its thread for ever, and enough of them every thread.
 DEFAULT_CONNECTION_DEADLINE = 60.0
 MAX_BODY = 64 * 1024  # a form body is a few fields; anything larger is refused unread
+# Bytes of header lines: http.server alone takes 100 lines of 64 KiB, 6.5 MB a connection that
+# its parser turns into some 40 MB, so a few dozen clients would exhaust the memory.
+MAX_HEADERS = 64 * 1024
 
 
 class RequestStream(io.BufferedIOBase):
@@ -42,14 +46,23 @@ class RequestStream(io.BufferedIOBase):
         super().__init__()
         self._raw = raw
         self.ended = False
+        self._lines = 0
+        self._header_bytes = 0
 
     def readable(self) -> bool:
         return True
 
     def readline(self, size: int | None = -1, /) -> bytes:
+        """A line of the head (the body is read with read); past MAX_HEADERS bytes of header
+        lines, http.client.HTTPException, which http.server answers with 431."""
         line = self._raw.readline(size)
         if not line.endswith(b"\n") and (size is None or size < 0 or len(line) < size):
             self.ended = True
+        self._lines += 1
+        if self._lines > 1:  # the first line is the request line, which http.server bounds
+            self._header_bytes += len(line)
+            if self._header_bytes > MAX_HEADERS and not self.ended:
+                raise http.client.HTTPException(f"the header lines are over {MAX_HEADERS} bytes")
         return line
 
     def read(self, size: int | None = -1, /) -> bytes:
