@@ -20,6 +20,7 @@ write), and 200 is sent only once the change is on disk.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -55,6 +56,7 @@ class Directory:
         self._stamp: tuple[int, int, int, int] | None = None
         self._ids: dict[str, Subscriber] = {}
         self._config: Config | None = None
+        self._digest: bytes | None = None
 
     def find(self, token_id: str) -> str | None:
         """The subscribed address (spelt as in the file) whose id this is, or None."""
@@ -68,9 +70,10 @@ class Directory:
             if fresh:
                 self._load()
             sub = self._ids.get(token_id)
-            if sub is None and not fresh:
+            if sub is None and not fresh and self._digest != self._read_digest():
                 # A miss is the one answer a stale cache could get wrong ("already unsubscribed"
-                # for someone just added): make sure with the file itself.
+                # for someone just added): make sure with the file's bytes, and parse them again
+                # only when they changed (a stale link, clicked over and over, costs a read).
                 self._load()
                 sub = self._ids.get(token_id)
             return sub
@@ -90,8 +93,16 @@ class Directory:
             return None
         return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
+    def _read_digest(self) -> bytes | None:
+        """A hash of the file's bytes (None if it cannot be read): far cheaper than parsing it."""
+        try:
+            return hashlib.sha256(self._path.read_bytes()).digest()
+        except OSError:
+            return None
+
     def _load(self) -> None:
         before = self._stat()
+        self._digest = self._read_digest()
         cfg = load_config(self._home, env={})
         self._config = cfg
         self._ids = {address_id(key, s.email): s for key in self._keys.all for s in cfg.subscribers}
