@@ -176,3 +176,14 @@ def test_the_proxys_own_forwarded_line_counts_not_the_clients() -> None:
     headers["X-Forwarded-For"] = "203.0.113.7"  # appended by the proxy
     assert client_key("127.0.0.1", headers) == "203.0.113.7"
     assert client_key("198.51.100.2", headers) == "198.51.100.2"  # not through the proxy: the peer
+
+
+def test_an_ipv6_client_is_its_64_not_each_address_of_it() -> None:
+    """One host holds a whole /64: counted per address, it could sign up without limit."""
+    headers = Message()
+    one = client_key("2001:db8:1:2::1", headers)
+    assert one == client_key("2001:db8:1:2:ffff:1234:5678:9abc", headers)
+    assert one != client_key("2001:db8:1:3::1", headers)
+    headers["X-Forwarded-For"] = "2001:db8:1:2::99"
+    assert client_key("::1", headers) == one  # behind the proxy too
+    assert client_key("::ffff:198.51.100.2", Message()) == "198.51.100.2"

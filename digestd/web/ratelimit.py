@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from email.message import Message
-from ipaddress import ip_address
+from ipaddress import IPv6Address, ip_address, ip_network
 
 
 class RateLimit:
@@ -56,9 +56,21 @@ def client_key(peer: str, headers: Message) -> str:
         local = False
     forwarded = ",".join(headers.get_all("X-Forwarded-For") or []) if local else None
     if forwarded:
-        last = forwarded.rsplit(",", 1)[-1].strip()
-        try:
-            return str(ip_address(last))
-        except ValueError:
-            return peer
-    return peer
+        forwarded_client = _client(forwarded.rsplit(",", 1)[-1].strip())
+        if forwarded_client is not None:
+            return forwarded_client
+    return _client(peer) or peer
+
+
+def _client(address: str) -> str | None:
+    """One key per client (None for what is not an IP address): an IPv6 address stands for its
+    /64, since one host is given a whole /64 and could otherwise be a new client each request."""
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return None
+    if not isinstance(ip, IPv6Address):
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip_network(f"{ip}/64", strict=False))
