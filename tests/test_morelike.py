@@ -19,6 +19,7 @@ from test_interests import MIXED, SEED_001, VAD, cards, deliveries, mixed_feed, 
 from test_unsubscribe import request
 
 from digestd.config.load import load_config
+from digestd.core.morelike import more_like_link
 
 SECRET = "s3cret-for-tests-only-0123456789"
 ENV = {"DIGESTD_SECRET": SECRET}
@@ -123,3 +124,22 @@ def test_per_reader_links_equal_the_per_paper_ones_and_verify() -> None:
             asked = read_more_like(secret, made.rsplit("/", 1)[1])
             assert asked is not None and asked.reader == address_id(secret, email)
             assert paper.startswith(asked.paper)
+
+
+def test_full_interests_are_said_not_called_an_invalid_link(tmp_path: Path) -> None:
+    """add_interest refuses a 2,001st interest with a ConfigError, a kind of UsageError, which was
+    taken for "unsubscribed meanwhile": a genuine link was answered 403 "This link is not valid"."""
+    ids = ", ".join(f"'2401.{i:05d}'" for i in range(1, 2001))
+    (tmp_path / "subscribers.yaml").write_text(
+        "keywords:\n  - VAD\nsubscribers:\n  - email: alice@example.org\n"
+        f"    interests: [{ids}]\nsettings:\n  public_url: https://papers.example.org/\n")
+    before = (tmp_path / "subscribers.yaml").read_text()
+    for base in serve_digestd(tmp_path, ENV):
+        link = local(more_like_link("https://papers.example.org/", SECRET.encode(), "alice@example.org",
+                                    "2506.05175"), base)
+        status, _, page = request(link)
+        assert status == 200
+        body = urlencode({"form_token": form_token(page)}).encode()
+        status, _, said = request(link, "POST", body, FORM)
+        assert status == 400 and "already hold 2,000 entries" in said and "not valid" not in said
+    assert (tmp_path / "subscribers.yaml").read_text() == before

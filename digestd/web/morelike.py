@@ -19,9 +19,10 @@ from http import HTTPStatus
 from markupsafe import Markup
 
 from digestd.config.interest_edit import add_interest
+from digestd.core.interests import MAX_INTERESTS
 from digestd.core.models import Subscriber
 from digestd.core.morelike import MoreLike, read_more_like
-from digestd.errors import DigestdError, UsageError
+from digestd.errors import ConfigError, DigestdError, UsageError
 from digestd.web import pages
 from digestd.web.app import Request, Route
 from digestd.web.forms import CSRF_FIELD, form_token_ok, hidden_token, parse_form, same_origin
@@ -84,6 +85,9 @@ class MoreLikeThis:
             return pages.cross_site()
         try:
             said = add_interest(self.ep.home, sub.email, asked.paper)
+        except ConfigError as err:  # a UsageError too: the edit breaks a rule of the file
+            log.warning("more like this for %s refused: %s", sub.email, err)
+            return _full(asked.paper)
         except UsageError:
             return pages.forbidden()  # unsubscribed meanwhile
         except (DigestdError, OSError) as err:
@@ -102,6 +106,14 @@ def _done(paper: str, *, already: bool) -> pages.Page:
     return pages.Page(HTTPStatus.OK, "More like this",
                       Markup("<p class=\"note\">arXiv:{} {} your interests. The next digests put papers "
                              "like it first.</p>").format(paper, what))
+
+
+def _full(paper: str) -> pages.Page:
+    """400 when the file refuses the change: in practice the reader's interests are full."""
+    return pages.Page(HTTPStatus.BAD_REQUEST, "Not added",
+                      Markup("<p class=\"error\">arXiv:{} was not added: your interests already hold {:,} "
+                             "entries, the most there can be. Nothing was changed.</p>").format(
+                                 paper, MAX_INTERESTS))
 
 
 def routes(ep: Endpoint) -> list[Route]:
