@@ -17,7 +17,9 @@ from test_manage import form_of, post
 from test_unsubscribe import request
 
 from digestd.config.load import load_config
+from digestd.core.bounce_policy import Suppression, SuppressReason
 from digestd.core.tokens import pack, sign_until
+from digestd.store.suppressions import opened
 from digestd.web.ratelimit import client_key
 
 SECRET = "signup-test-secret-0123456789"
@@ -187,3 +189,21 @@ def test_an_ipv6_client_is_its_64_not_each_address_of_it() -> None:
     headers["X-Forwarded-For"] = "2001:db8:1:2::99"
     assert client_key("::1", headers) == one  # behind the proxy too
     assert client_key("::ffff:198.51.100.2", Message()) == "198.51.100.2"
+
+
+def test_a_suppressed_address_is_not_mailed_nor_added(site: tuple[Path, str, Inbox]) -> None:
+    """`subscribers add` refuses a suppressed address and runs never mail it; sign-up mailed it a
+    confirmation (one that reported a digest as spam, too) and its link added it again."""
+    home, base, inbox = site
+    with opened(home / "state" / "suppressions.json") as s:
+        s.suppress(Suppression("dan@example.org", SuppressReason.COMPLAINT, "spam", "2026-01-01T00:00:00+00:00"))
+    assert sign_up(base, "dan@example.org", ["Graph Neural Networks"])[0] == 200  # the same answer
+    assert sign_up(base, "erin@example.org", ["Graph Neural Networks"])[0] == 200
+    wait_for(lambda: len(inbox.to("erin@example.org")) == 1)  # in order: dan's would be in
+    assert inbox.to("dan@example.org") == []
+    before = (home / "subscribers.yaml").read_bytes()
+    wish = pack(b'{"e":"dan@example.org","k":["Graph Neural Networks"]}')
+    url = f"{base}/confirm/{sign_until(SECRET.encode(), 'confirm', wish, int(time.time()) + 3600)}"
+    status, _, said = post(url, [("form_token", form_of(request(url)[2]))])
+    assert status == 400 and "cannot be subscribed" in said
+    assert (home / "subscribers.yaml").read_bytes() == before

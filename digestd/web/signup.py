@@ -31,6 +31,7 @@ from digestd.config.settings import Config
 from digestd.config.values import address_key, normalize_email
 from digestd.core.tokens import manage_link, pack, sign_until, unpack, verify_until
 from digestd.errors import DigestdError, UsageError
+from digestd.store.suppressions import blocked
 from digestd.web import pages
 from digestd.web.app import Request, Route
 from digestd.web.forms import CSRF_FIELD, Form, form_token_ok, hidden_token, parse_form, same_origin
@@ -124,8 +125,20 @@ class Signup:
             raise UsageError(f"{unknown[0]!r} is not one of this list's keywords")
         return Wish(email, tuple(dict.fromkeys(names[k.casefold()] for k in chosen)))
 
+    def _suppressed(self, cfg: Config, email: str) -> bool:
+        """True for an address digestd never mails (bounces, a complaint), not even to confirm;
+        a suppression list that cannot be read counts as naming it (a run moves it aside)."""
+        try:
+            return bool(blocked(cfg.paths.suppressions_db, [email]))
+        except (DigestdError, OSError) as err:
+            log.error("sign-up: %s", err)
+            return True
+
     def _mail(self, cfg: Config, wish: Wish) -> None:
         """Queue the mail (or, past the recipient's limit, nothing): the answer is the same."""
+        if self._suppressed(cfg, wish.email):
+            log.info("sign-up: held back a mail to a suppressed address")
+            return
         if not self.per_recipient.allow(address_key(wish.email)):
             log.info("sign-up: held back a second mail within the hour to one recipient")
             return
@@ -186,6 +199,10 @@ class Signup:
         keywords = [names[k.casefold()] for k in wish.keywords if k.casefold() in names]
         if not keywords:
             return pages.forbidden()
+        if self._suppressed(cfg, wish.email):  # as `subscribers add` without --force
+            return pages.Page(HTTPStatus.BAD_REQUEST, "Not subscribed",
+                              Markup("<p>This address cannot be subscribed here: mail to it bounced or "
+                                     "was reported as spam. Please write to the list's operator.</p>"))
         try:
             subscriptions.add_subscriber(self.ep.home, wish.email, None, keywords)
         except UsageError as err:
