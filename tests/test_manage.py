@@ -328,3 +328,19 @@ def test_pause_until_a_date_then_digests_again(tmp_path: Path, smtp: tuple[Any, 
     (msg,) = inbox.messages
     body = msg.get_body(("plain",)).get_content()
     assert re.findall(r"^\[(\d{4}\.\d{5})\]: ", body, re.M) == [after.id]  # the pause's paper skipped
+
+
+def test_a_save_whose_page_cannot_be_read_back_still_gets_an_answer(tmp_path: Path) -> None:
+    """The save is written, then the page is built from the file read again; when that read
+    fails (here an interests .bib file removed meanwhile) the client got no answer at all and
+    the log said "nothing was changed", though the change stood."""
+    (tmp_path / "refs.bib").write_text("@article{a, title={Video anomaly detection}, eprint={2506.05175}}\n")
+    (tmp_path / "subscribers.yaml").write_text(
+        HAND.replace("    name: Alice\n", "    name: Alice\n    interests: [refs.bib]\n"), encoding="utf-8")
+    for base in serve(tmp_path, {"DIGESTD_SECRET": SECRET}):
+        url = page_of(base, "alice@example.org")
+        token = form_of(request(url)[2])
+        (tmp_path / "refs.bib").unlink()
+        status, _, said = save(url, token, ["Video Anomaly Detection"], "weekly")
+        assert status == 200 and "weekly" in said and "cannot be shown just now" in said
+    assert "frequency: weekly" in (tmp_path / "subscribers.yaml").read_text()

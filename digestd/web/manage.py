@@ -19,6 +19,8 @@ import logging
 import re
 from http import HTTPStatus
 
+from markupsafe import Markup
+
 from digestd.config import subscribers as subscriptions
 from digestd.config.pauses import pause_end_problem, paused_until
 from digestd.core.models import Frequency, Subscriber, SubscriberStatus
@@ -27,7 +29,7 @@ from digestd.errors import DigestdError, UsageError
 from digestd.web import pages
 from digestd.web.app import Request, Route
 from digestd.web.forms import CSRF_FIELD, Form, form_token_ok, hidden_token, parse_form, same_origin
-from digestd.web.manage_pages import Notice, manage_page, unsubscribed_page
+from digestd.web.manage_pages import Notice, manage_page, notice_html, unsubscribed_page
 from digestd.web.unsubscribe import Endpoint
 
 log = logging.getLogger(__name__)
@@ -112,11 +114,17 @@ class Manager:
 
     def _again(self, token_id: str, sub: Subscriber, notice: Notice) -> pages.Page:
         """The page as the file now is (the change, or the refusal, said at the top)."""
-        fresh = self.ep.directory.subscriber(token_id)
+        status = HTTPStatus.BAD_REQUEST if notice.error else HTTPStatus.OK
+        try:
+            fresh = self.ep.directory.subscriber(token_id)
+        except DigestdError as err:  # the change stands: say it, without the rest of the page
+            log.error("manage page: %s", err)
+            return pages.Page(status, f"Your {self.ep.list_name} subscription", notice_html(notice) + Markup(
+                "<p>The rest of this page cannot be shown just now; open your link again later.</p>"))
         if fresh is None:
             return pages.forbidden()
         page = self._page(token_id, fresh, notice)
-        return pages.Page(HTTPStatus.BAD_REQUEST, page.title, page.body) if notice.error else page
+        return pages.Page(status, page.title, page.body)
 
     def _save(self, sub: Subscriber, form: Form) -> list[str]:
         """Keywords, frequency and revised papers in one edit of subscribers.yaml."""

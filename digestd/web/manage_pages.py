@@ -22,7 +22,7 @@ class Notice:
     error: bool = False
 
 
-def _notice(notice: Notice | None) -> Markup:
+def notice_html(notice: Notice | None) -> Markup:
     if notice is None:
         return Markup("")
     cls, role = ("error", "alert") if notice.error else ("note", "status")
@@ -106,7 +106,7 @@ def manage_page(*, list_name: str, sub: Subscriber, keywords: Sequence[str], for
         state = _pause_form(form_field, today)
     leave = _button(form_field, "unsubscribe", "Unsubscribe", quiet=True)
     body = Markup("{}{}<h2 style=\"font-size:18px\">Change</h2>{}<h2 style=\"font-size:18px\">Pause or leave"
-                  "</h2>{}{}").format(_notice(notice), _summary(sub, today), save, state, leave)
+                  "</h2>{}{}").format(notice_html(notice), _summary(sub, today), save, state, leave)
     return Page(HTTPStatus.OK, f"Your {list_name} subscription", body)
 
 
