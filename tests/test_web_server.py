@@ -170,3 +170,25 @@ def test_trickling_clients_cannot_hold_every_thread(caplog: pytest.LogCaptureFix
         stop.set()
         server.shutdown()
         server.server_close()
+
+
+def test_a_route_that_fails_unexpectedly_answers_500_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    """A bug in a route used to close the connection with no answer at all."""
+    from digestd.web.app import AppServer, Request, Route
+
+    def broken(request: Request) -> Page:
+        raise RuntimeError(f"failed on {request.path}")
+
+    server = AppServer(("127.0.0.1", 0), [Route(re.compile(r"^/secret/(.+)$"), get=broken,
+                                                secret=re.compile(r"(?<=secret/)[^\s?#'\"]+"))])
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        status, headers, page = request(server, "GET", "/secret/AbC.dEf")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 500 and "Something went wrong" in page
+    assert headers["Content-Security-Policy"] == HEADERS["Content-Security-Policy"]
+    assert "GET /secret/… failed: RuntimeError: failed on /secret/…" in caplog.text
+    assert "AbC" not in caplog.text and "Traceback" not in caplog.text

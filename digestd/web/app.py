@@ -8,6 +8,7 @@ read (size-limited per route) before the route runs, and a route never sees a cu
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from markupsafe import Markup
 
 from digestd.web import pages
 from digestd.web.server import DEFAULT_IDLE_TIMEOUT, MAX_BODY, Handler, Server
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,18 @@ class AppHandler(Handler):
                 return  # answered (400) or cut short: nothing is done
             body = read
         request = Request(method, path, m, self.headers, body, self.client_address[0])
-        self.send_page(action(request), head=method == "HEAD")
+        self.send_page(self._run(action, request), head=method == "HEAD")
+
+    def _run(self, action: Action, request: Request) -> pages.Page:
+        """The route's page, or 500 when it fails unexpectedly: the client still gets an answer
+        and the log one line (the traceback only at debug level), the path's secret redacted."""
+        try:
+            return action(request)
+        except Exception as err:
+            log.error("%s: %s %s failed: %s", self.server.name, request.method,
+                      self.redact(request.path), self.redact(f"{type(err).__name__}: {err}"),
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            return pages.internal_error()
 
     def do_GET(self) -> None:
         self._answer("GET")

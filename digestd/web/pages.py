@@ -82,6 +82,12 @@ def bad_request() -> Page:
     return Page(HTTPStatus.BAD_REQUEST, "Bad request", Markup("<p>The request body is not valid.</p>"))
 
 
+def internal_error() -> Page:
+    """500: a fault of digestd's own, not of the request; it changed nothing it could not finish."""
+    return Page(HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong",
+                Markup("<p>This request failed on our side and was logged. Please try again later.</p>"))
+
+
 def unavailable(what: str) -> Page:
     """503: the request may succeed later (the list cannot be read or written just now)."""
     return Page(HTTPStatus.SERVICE_UNAVAILABLE, "Please try again later", Markup("<p>{}</p>").format(what))
