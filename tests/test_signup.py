@@ -207,3 +207,17 @@ def test_a_suppressed_address_is_not_mailed_nor_added(site: tuple[Path, str, Inb
     status, _, said = post(url, [("form_token", form_of(request(url)[2]))])
     assert status == 400 and "cannot be subscribed" in said
     assert (home / "subscribers.yaml").read_bytes() == before
+
+
+def test_a_list_that_cannot_be_read_gets_503_not_404_or_an_invalid_link(site: tuple[Path, str, Inbox]) -> None:
+    """A broken subscribers.yaml answered 404 for the form and 403 "This link is not valid" for a
+    genuine confirmation link, which a visitor would take as final."""
+    home, base, _ = site
+    wish = pack(b'{"e":"dan@example.org","k":["Graph Neural Networks"]}')
+    url = f"{base}/confirm/{sign_until(SECRET.encode(), 'confirm', wish, int(time.time()) + 3600)}"
+    token = form_of(request(url)[2])
+    (home / "subscribers.yaml").write_text("keywords: [\n")
+    assert request(f"{base}/subscribe")[0] == 503
+    assert request(url)[0] == 503
+    assert post(url, [("form_token", token)])[0] == 503
+    assert (home / "subscribers.yaml").read_text() == "keywords: [\n"

@@ -80,20 +80,24 @@ class Signup:
                            email=email, chosen=chosen)
 
     def get(self, request: Request) -> pages.Page:
-        cfg = self._read()
-        return pages.not_found() if cfg is None else self._form(cfg)
+        cfg = self._read(pages.not_found())
+        return cfg if isinstance(cfg, pages.Page) else self._form(cfg)
 
-    def _read(self) -> Config | None:
+    def _read(self, closed: pages.Page) -> Config | pages.Page:
+        """The instance while sign-up is open; else the answer: `closed`, or 503 when the list
+        cannot be read just now (a 404 or "link not valid" would send a visitor away for good)."""
         try:
-            return self._open()
+            cfg = self._open()
         except DigestdError as err:
             log.error("sign-up page: %s", err)
-            return None
+            return pages.unavailable("The subscription list cannot be read right now; nothing was changed. "
+                                     "Please try again later.")
+        return closed if cfg is None else cfg
 
     def post(self, request: Request) -> pages.Page:
-        cfg = self._read()
-        if cfg is None:
-            return pages.not_found()
+        cfg = self._read(pages.not_found())
+        if isinstance(cfg, pages.Page):
+            return cfg
         form = parse_form(request.body)
         if form is None:
             return pages.bad_request()
@@ -178,17 +182,21 @@ class Signup:
         return Wish(data["e"], tuple(data["k"]))
 
     def confirm_get(self, request: Request) -> pages.Page:
-        cfg = self._read()
-        wish = self._confirmed_wish(request) if cfg is not None else None
+        cfg = self._read(pages.forbidden())
+        if isinstance(cfg, pages.Page):
+            return cfg
+        wish = self._confirmed_wish(request)
         if wish is None:
             return pages.forbidden()
         return confirm_page(self.ep.list_name, wish.email, wish.keywords,
                             hidden_token(self.ep.keys, "confirm:" + request.match.group(1)[-22:]))
 
     def confirm_post(self, request: Request) -> pages.Page:
-        cfg = self._read()
-        wish = self._confirmed_wish(request) if cfg is not None else None
-        if cfg is None or wish is None:
+        cfg = self._read(pages.forbidden())
+        if isinstance(cfg, pages.Page):
+            return cfg
+        wish = self._confirmed_wish(request)
+        if wish is None:
             return pages.forbidden()
         form = parse_form(request.body)
         if form is None or not same_origin(request.headers, self.ep.public_url) or not form_token_ok(
