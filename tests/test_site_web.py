@@ -14,6 +14,7 @@ import pytest
 from site_seed import DAY1, SECRET_ENV, SLUG_A, seed
 
 from digestd.config.load import load_config
+from digestd.web import static
 from digestd.web.app import AppServer
 from digestd.web.static import make_server
 
@@ -58,6 +59,36 @@ def test_files_with_their_types(served: tuple[Path, int]) -> None:
         assert headers["x-content-type-options"] == "nosniff"
     status, headers, body = get(port, "/", "HEAD")
     assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+
+
+def test_a_large_file_is_sent_whole_in_pieces_never_held_at_once(
+        served: tuple[Path, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A feed of many megabytes costs each client CHUNK bytes, not the file's size."""
+    home, port = served
+    big = home / "site" / "big.atom"
+    big.write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    reads: list[int] = []
+    real_send = static.StaticFile.send
+
+    def counting_send(self: static.StaticFile, out: object) -> None:
+        real_read = self.file.read
+
+        def read(n: int = -1) -> bytes:
+            reads.append(n)
+            return real_read(n)
+
+        object.__setattr__(self, "file", type("R", (), {"read": staticmethod(read)})())
+        real_send(self, out)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(static.StaticFile, "send", counting_send)
+    try:
+        status, headers, body = get(port, "/big.atom")
+        assert status == 200 and body == big.read_bytes()
+        assert headers["content-length"] == str(big.stat().st_size)
+        assert len(reads) > 40 and all(0 < n <= static.CHUNK for n in reads)
+        assert get(port, "/big.atom", If_None_Match=headers["etag"])[0] == 304
+    finally:
+        big.unlink()
 
 
 def test_304_on_etag_or_date_and_200_once_the_file_changes(served: tuple[Path, int]) -> None:

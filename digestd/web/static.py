@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import threading
 from dataclasses import dataclass
@@ -46,17 +47,34 @@ HEADERS = {
 }
 
 
+CHUNK = 64 * 1024  # a file is sent in pieces of this size, never held whole
+
+
 @dataclass(frozen=True, slots=True)
 class StaticFile:
-    data: bytes
+    """An open file of the site: the caller sends it (in pieces) and closes it."""
+
+    file: io.BufferedReader
+    size: int
     content_type: str
     etag: str
     mtime: float
 
+    def send(self, out: io.BufferedIOBase) -> None:
+        """The file's `size` bytes, CHUNK at a time: many clients fetching a large feed at once
+        cost CHUNK each, not the feed's size each."""
+        left = self.size
+        while left > 0:
+            piece = self.file.read(min(CHUNK, left))
+            if not piece:
+                raise OSError("the file became shorter while it was sent")
+            out.write(piece)
+            left -= len(piece)
+
 
 class StaticSite:
-    """Files under `root`, read per request (a run may have just rewritten one); the hash of
-    each is cached by (size, mtime_ns) so a 304 costs one stat and one read."""
+    """Files under `root`, opened per request (a run may have just rewritten one); the hash of
+    each is cached by (size, mtime_ns) so a 304 costs one stat and no read."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -81,7 +99,8 @@ class StaticSite:
             return None
         return real if real.is_relative_to(root) and real.is_file() else None
 
-    def read(self, url_path: str) -> StaticFile | None:
+    def open(self, url_path: str) -> StaticFile | None:
+        """The file a URL path names, open, or None (not in the site, unreadable, too large)."""
         try:
             path = self.resolve(url_path)
         except UnicodeDecodeError:
@@ -89,21 +108,33 @@ class StaticSite:
         if path is None:
             return None
         try:
-            with path.open("rb") as f:
-                st = os.fstat(f.fileno())
-                if st.st_size > MAX_FILE:
-                    return None
-                data = f.read(MAX_FILE + 1)
+            f = path.open("rb")
         except OSError:
             return None
-        key = (st.st_size, st.st_mtime_ns)
+        try:
+            st = os.fstat(f.fileno())
+            if st.st_size > MAX_FILE:
+                f.close()
+                return None
+            etag = self._etag(path, f, (st.st_size, st.st_mtime_ns))
+        except OSError:
+            f.close()
+            return None
+        content_type = TYPES.get(path.suffix.lower(), "application/octet-stream")
+        return StaticFile(f, st.st_size, content_type, etag, st.st_mtime)
+
+    def _etag(self, path: Path, f: io.BufferedReader, key: tuple[int, int]) -> str:
+        """The cached hash of this version of the file, or one hashed from it in pieces."""
         with self._lock:
             cached = self._etags.get(path)
-            if cached is None or cached[0] != key:
-                cached = (key, '"' + hashlib.sha256(data).hexdigest()[:32] + '"')
-                self._etags[path] = cached
-        content_type = TYPES.get(path.suffix.lower(), "application/octet-stream")
-        return StaticFile(data, content_type, cached[1], st.st_mtime)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        digest = hashlib.file_digest(f, "sha256")
+        f.seek(0)
+        etag = '"' + digest.hexdigest()[:32] + '"'
+        with self._lock:
+            self._etags[path] = (key, etag)
+        return etag
 
 
 def not_modified(file: StaticFile, if_none_match: str | None, if_modified_since: str | None) -> bool:
@@ -138,9 +169,14 @@ class SiteHandler(AppHandler):
         path = self.path.split("?", 1)[0].split("#", 1)[0]
         if self.server.table.find(path) is not None:
             return False
-        file = self.site.read(path)
+        file = self.site.open(path)
         if file is None:
             return False
+        with file.file:
+            self._send_static(file, head=head)
+        return True
+
+    def _send_static(self, file: StaticFile, *, head: bool) -> None:
         fresh = not_modified(file, self.headers.get("If-None-Match"), self.headers.get("If-Modified-Since"))
         self.send_response(HTTPStatus.NOT_MODIFIED if fresh else HTTPStatus.OK)
         for key, value in HEADERS.items():
@@ -149,11 +185,10 @@ class SiteHandler(AppHandler):
         self.send_header("Last-Modified", formatdate(file.mtime, usegmt=True))
         if not fresh:
             self.send_header("Content-Type", file.content_type)
-            self.send_header("Content-Length", str(len(file.data)))
+            self.send_header("Content-Length", str(file.size))
         self.end_headers()
         if not fresh and not head:
-            self.wfile.write(file.data)
-        return True
+            file.send(self.wfile)
 
 
 def serve_site(server: AppServer, root: Path) -> AppServer:
