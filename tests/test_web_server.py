@@ -126,6 +126,21 @@ def test_a_header_block_over_64_kib_gets_431_unparsed(echo: Server, caplog: pyte
     assert "Traceback" not in caplog.text
 
 
+@pytest.mark.parametrize("data, status", [
+    (b"BREW / HTTP/1.1\r\n\r\n", b"501"),
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", b"414"),
+    (b"GET / HTTP/1.1\r\nX-Pad: " + b"a" * 70000 + b"\r\n\r\n", b"431"),
+])
+def test_http_servers_own_refusals_carry_the_security_headers(echo: Server, data: bytes, status: bytes) -> None:
+    """http.server answers these before any route runs; they are still digestd's pages."""
+    answer = raw(echo, data)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == status
+    for key, value in HEADERS.items():
+        assert f"{key}: {value}".encode() in head.split(b"\r\n")
+    assert body.startswith(b"<!DOCTYPE html>") and b"<script" not in body
+
+
 def test_a_port_in_use_is_one_sentence(echo: Server) -> None:
     port = echo.server_address[1]
     with pytest.raises(DigestdError, match=rf"^cannot listen on 127\.0\.0\.1:{port}: Address already in use$"):

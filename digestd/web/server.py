@@ -18,8 +18,11 @@ import re
 import socket
 import sys
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
+
+from markupsafe import Markup
 
 from digestd.errors import DigestdError
 from digestd.web.pages import HEADERS, Page, bad_request
@@ -152,6 +155,19 @@ class Handler(BaseHTTPRequestHandler):
             self.cut_short()
             return None
         return body
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a bad request line, 414, 431, 501, 505) as digestd's page,
+        so they carry the same security headers as every other answer."""
+        try:
+            status = HTTPStatus(code)
+        except ValueError:
+            super().send_error(code, message, explain)
+            return
+        self.log_error("code %d, message %s", code, message)
+        self.close_connection = True
+        self.send_page(Page(status, status.phrase, Markup("<p>{}</p>").format(status.description)),
+                       head=getattr(self, "command", None) == "HEAD")
 
     def send_page(self, page: Page, *, head: bool = False) -> None:
         data = page.encode()
