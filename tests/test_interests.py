@@ -158,6 +158,16 @@ def test_a_bad_interest_is_refused_naming_line_and_entry(tmp_path: Path, entry: 
     assert text.startswith(f"{tmp_path / 'subscribers.yaml'}, line {line}: interest {entry!r} of alice@example.org")
 
 
+def test_an_unquoted_id_that_yaml_reads_as_a_number_is_refused_with_a_hint(tmp_path: Path) -> None:
+    write_instance(tmp_path, [MIXED], [{"email": "alice@example.org", "interests": [2506.05175, "refs.bib"]}])
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path, {})
+    line = next(n for n, t in enumerate((tmp_path / "subscribers.yaml").read_text().splitlines(), 1)
+                if "2506.05175" in t)
+    assert str(err.value) == (f"{tmp_path / 'subscribers.yaml'}, line {line}: interest 2506.05175 of "
+                              "alice@example.org is a number to YAML: quote it, as in '2506.05175'")
+
+
 MALFORMED = [
     ("@misc{a,\n  title = {One},\n  url = {https://arxiv.org/abs/2506.05175}\n\n@misc{b, title={Two}}\n",
      1, "entry 'a': an entry is not closed"),

@@ -21,8 +21,14 @@ def interest_entries(raw: Any, email: str) -> tuple[str, ...]:
     """The configured entries: well-formed arXiv ids (no version) and `.bib` paths."""
     if raw is None:
         return ()
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+    if not isinstance(raw, list):
         raise FieldProblem((), f"the interests of {email} must be a list of arXiv ids or .bib files")
+    for i, x in enumerate(raw):
+        if isinstance(x, int | float) and not isinstance(x, bool):  # 2506.05175 unquoted is a float
+            why = "is a number to YAML: quote it, as in '2506.05175'"
+            raise FieldProblem((i,), f"interest {x} of {email} {why}")
+        if not isinstance(x, str):
+            raise FieldProblem((), f"the interests of {email} must be a list of arXiv ids or .bib files")
     if len(raw) > MAX_INTERESTS:
         raise FieldProblem((), f"{email} has {len(raw)} interests; at most {MAX_INTERESTS}")
     out: list[str] = []
