@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import Inbox, at, run_once, smtp_env, write_instance
+from conftest import Inbox, at, cli, run_once, smtp_env, write_instance
 from fakearxiv import FakeArxiv
 from fixtures import make_papers
 from test_interests import SEED_000, SEED_001, VAD, deliveries, mixed_feed, parse_seed
@@ -110,3 +110,10 @@ def test_bad_listings_are_refused(tmp_path: Path, entry: object, message: str) -
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path, {})
     assert message in str(err.value) and ", line " in str(err.value)
+
+
+def test_keywords_list_json_keeps_a_listings_keys(tmp_path: Path) -> None:
+    write_instance(tmp_path, [{"name": CV, "listing": "cs.CV", "primary_only": True, "top": 5}], [])
+    proc = cli(tmp_path, "keywords", "list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [{"name": CV, "listing": ["cs.CV"], "primary_only": True, "top": 5}]

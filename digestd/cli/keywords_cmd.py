@@ -55,6 +55,8 @@ def register(app: typer.Typer) -> None:
                 for key, value in (("authors", k.authors), ("phrase", k.phrase), ("exclude", k.exclude)):
                     if value:
                         row[key] = list(value) if isinstance(value, tuple) else value
+                if k.listing:
+                    row.update(listing=list(k.listing), primary_only=k.primary_only, top=k.top)
                 rows.append(row)
             typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
             return
