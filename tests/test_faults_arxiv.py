@@ -30,7 +30,9 @@ from fixtures import make_papers
 from smtpfaults import FaultServer
 
 from digestd.cli.run_cmd import exit_code
-from digestd.errors import ExitCode
+from digestd.core.models import Keyword
+from digestd.errors import ExitCode, FetchError
+from digestd.source.arxiv import ArxivSource
 
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.org"
 TIMEOUT = 0.5  # DIGESTD_ARXIV_TIMEOUT for these runs
@@ -111,6 +113,14 @@ def test_503_then_success_is_retried_within_the_run(tmp_path: Path) -> None:
         assert p.returncode == 0, p.stdout + p.stderr
         assert len(fake.requests_for(KW_A)) == 1 + 3  # baseline, then 503, 502, 200
         assert [m.paper_ids() for m in srv.to(ALICE)] == [additions(2, KW_A)]
+
+
+def test_the_last_failed_attempt_says_it_gives_up_not_that_it_retries(caplog: pytest.LogCaptureFixture) -> None:
+    with FakeArxiv({KW_A: make_papers(KW_A, 3)}) as fake, caplog.at_level("INFO", logger="digestd"):
+        fake.faults[KW_A] = [Fault.status(503)] * 3
+        with pytest.raises(FetchError, match=r"HTTP 503 \(gave up after 3 attempts\)"):
+            ArxivSource(fake.url, delay=0, retries=2).fetch(Keyword(KW_A), 10)
+    assert caplog.text.count("retrying in") == 2  # after attempts 1 and 2, not after the last
 
 
 def test_429_retry_after_is_honoured(tmp_path: Path) -> None:

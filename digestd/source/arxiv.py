@@ -150,7 +150,8 @@ class ArxivSource:
                 retry_after = _retry_after(answer.headers) or self.delay * (2**attempt)
                 if retry_after > self.max_retry_after:
                     raise FetchError(f"{last_error} and asked to wait {retry_after:.0f} s; try later")
-                log.info("%s: %s, retrying in %.1f s", label, last_error, retry_after)
+                if attempt < self.retries:  # the last attempt gives up below, with no wait
+                    log.info("%s: %s, retrying in %.1f s", label, last_error, retry_after)
                 continue
             if status == 400:
                 try:
