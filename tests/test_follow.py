@@ -82,7 +82,7 @@ def test_an_author_entry_keeps_the_daily_papers_section_and_drops_excluded_paper
 BAD: list[tuple[Any, str]] = [
     ({"name": "He", "authors": ["Kaiming He", "  "]}, "author name 2 of 'He' is empty"),
     ({"name": "He", "authors": []}, "the authors of 'He' must be a list"),
-    ({"name": "V", "categories": ["cs.VC"]}, "keyword 'V': 'cs.VC' is not an arXiv category"),
+    ({"name": "V", "categories": ["cs.VC"]}, "keyword 'V': 'cs.VC' is not an arXiv category (did you mean cs.CV?)"),
     ({"name": "V", "categories": ["CS.cv"]}, "did you mean cs.CV?"),
     ({"name": "V", "exclude": ['a "b"']}, "must not contain quotes"),
     ({"name": "V", "phrase": ""}, "the phrase of 'V' is empty"),

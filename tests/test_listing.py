@@ -98,7 +98,7 @@ def test_a_listing_digest_has_each_readers_top_and_how_many_more(
 
 
 @pytest.mark.parametrize(("entry", "message"), [
-    ({"name": CV, "listing": "cs.VC"}, "keyword 'Computer Vision today': 'cs.VC' is not an arXiv category"),
+    ({"name": CV, "listing": "cs.VC"}, "'cs.VC' is not an arXiv category (did you mean cs.CV?)"),
     ({"name": CV, "listing": []}, "must be a category or a list"),
     ({"name": CV, "listing": "cs.CV", "top": 0}, "the top of 'Computer Vision today' must be a whole number"),
     ({"name": CV, "listing": "cs.CV", "primary_only": "yes"}, "must be true or false"),

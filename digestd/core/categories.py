@@ -38,5 +38,7 @@ def category_problem(category: object) -> str | None:
     if category in CATEGORIES:
         return None
     close = [c for c in CATEGORIES if c.casefold() == category.casefold()]
+    letters = sorted(category.casefold())  # else the same letters in another order: cs.VC, cs.CV
+    close = close or sorted(c for c in CATEGORIES if sorted(c.casefold()) == letters)
     hint = f" (did you mean {close[0]}?)" if close else " (see https://arxiv.org/category_taxonomy)"
     return f"{category!r} is not an arXiv category{hint}"
