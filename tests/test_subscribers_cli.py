@@ -252,6 +252,18 @@ def test_import_then_export(capsys: pytest.CaptureFixture[str], home: Path, tmp_
     assert load_config(other, {}).subscribers == load_config(home, {}).subscribers
 
 
+def test_set_says_what_its_options_do_and_refuses_to_change_nothing(
+    capsys: pytest.CaptureFixture[str], home: Path
+) -> None:
+    code, out, _ = run_cli(capsys, home, "subscribers", "set", "--help")
+    help_text = " ".join(out.split())
+    assert code == 0 and "replaces the list" in help_text and "none means all" not in help_text
+    before = yaml_bytes(home)
+    code, _, err = run_cli(capsys, home, "subscribers", "set", "alice@example.org")
+    assert code == 2 and "nothing to change: give --keyword, --frequency or --name" in err
+    assert yaml_bytes(home) == before
+
+
 def test_addresses_are_checked_for_syntax_only(capsys: pytest.CaptureFixture[str], home: Path) -> None:
     # No DNS: a domain that does not exist is accepted (the tests run without network anyway).
     code, out, _ = run_cli(capsys, home, "subscribers", "add", "x@no-such-domain-digestd-test.org")

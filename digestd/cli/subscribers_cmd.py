@@ -92,11 +92,16 @@ def register(app: typer.Typer) -> None:
     def set_(
         ctx: typer.Context,
         email: str,
-        keyword: KW = None,
+        keyword: Annotated[
+            list[str] | None,
+            typer.Option("--keyword", "-k", help="A configured keyword (repeatable); replaces the list."),
+        ] = None,
         frequency: Annotated[Frequency | None, FREQUENCY] = None,
         name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     ) -> None:
         """Change a subscriber's keywords, frequency or name."""
+        if not keyword and frequency is None and name is None:
+            raise UsageError("nothing to change: give --keyword, --frequency or --name")
         _echo(subscriptions.set_subscriber(cli_context(ctx).home, email, keyword, frequency, name))
 
     @subs.command("import")
