@@ -12,6 +12,7 @@ import io
 import json
 import sys
 import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,16 @@ def test_set_says_what_its_options_do_and_refuses_to_change_nothing(
     code, _, err = run_cli(capsys, home, "subscribers", "set", "alice@example.org")
     assert code == 2 and "nothing to change: give --keyword, --frequency or --name" in err
     assert yaml_bytes(home) == before
+
+
+def test_list_shows_a_pause_until_a_date(capsys: pytest.CaptureFixture[str], home: Path) -> None:
+    from digestd.config import subscribers as subscriptions
+
+    subscriptions.pause_until(home, "alice@example.org", date(2099, 1, 15))
+    code, out, _ = run_cli(capsys, home, "subscribers", "list")
+    assert code == 0 and out.splitlines()[0] == f"alice@example.org (Alice)  paused until 2099-01-15, daily: {VAD}"
+    code, out, _ = run_cli(capsys, home, "subscribers", "list", "--json")
+    assert [(r["status"], r["paused_until"]) for r in json.loads(out)] == [("active", "2099-01-15"), ("active", None)]
 
 
 def test_addresses_are_checked_for_syntax_only(capsys: pytest.CaptureFixture[str], home: Path) -> None:

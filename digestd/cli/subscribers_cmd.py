@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,7 @@ from digestd.config import subscribers as subscriptions
 from digestd.config.load import load_config
 from digestd.config.settings import Paths
 from digestd.config.values import parse_frequency
-from digestd.core.models import Frequency, SubscriberStatus
+from digestd.core.models import Frequency, Subscriber, SubscriberStatus
 from digestd.errors import UsageError
 from digestd.ops import personal
 
@@ -130,6 +131,13 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(cli_context(ctx).home)
         every = [k.name for k in cfg.keywords]
         held = {x.email.lower(): x for x in personal.suppressed_records(cfg)}
+        now = datetime.now(UTC)
+        today = now.astimezone(cfg.tz).date() if cfg.tz else now.astimezone().date()
+
+        def until(s: Subscriber) -> str | None:  # a pause set on the manage page, while it lasts
+            day = s.paused_until
+            return day.isoformat() if day is not None and today < day else None
+
         if as_json:
             rows = [
                 {
@@ -138,6 +146,7 @@ def register(app: typer.Typer) -> None:
                     "keywords": list(s.keywords) if s.keywords is not None else every,
                     "status": s.status.value,
                     "frequency": s.frequency.value,
+                    "paused_until": until(s),
                     "suppressed": (x := held.get(s.email.lower())) and x.to_doc(),
                 }
                 for s in cfg.subscribers
@@ -149,4 +158,5 @@ def register(app: typer.Typer) -> None:
             keywords = ", ".join(s.keywords if s.keywords is not None else every)
             x = held.get(s.email.lower())
             why = f"  SUPPRESSED since {x.since[:10]}: {x.reason.value} ({x.diagnostic})" if x else ""
-            typer.echo(f"{s.email}{name}  {s.status.value}, {s.frequency.value}: {keywords}{why}")
+            state = f"paused until {day}" if (day := until(s)) else s.status.value
+            typer.echo(f"{s.email}{name}  {state}, {s.frequency.value}: {keywords}{why}")
