@@ -4,7 +4,10 @@ check, the rate limits, forged, expired and rotated confirmation links, CSRF."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from email.message import Message
@@ -70,6 +73,24 @@ def test_off_by_default(tmp_path: Path) -> None:
         assert post(f"{base}/subscribe", [("email", "x@example.org")])[0] == 404
         token = sign_until(SECRET.encode(), "confirm", pack(b'{"e":"x@example.org","k":[]}'), 2**40)
         assert request(f"{base}/confirm/{token}")[0] == 403
+
+
+@pytest.mark.parametrize(("public_url", "said"), [
+    (True, "; sign-up at /subscribe"),
+    (False, "; settings.open_signup is true, but /subscribe stays off until settings.public_url is set"),
+])
+def test_serve_says_whether_sign_up_is_on(tmp_path: Path, public_url: bool, said: str) -> None:
+    text = YAML.format(extra="  open_signup: true\n")
+    (tmp_path / "subscribers.yaml").write_text(text if public_url else text.replace("  public_url:", "  # "))
+    proc = subprocess.Popen([sys.executable, "-m", "digestd", "--home", str(tmp_path), "serve", "--port", "0"],
+                            env={**os.environ, "DIGESTD_SECRET": SECRET}, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert first.startswith("serving unsubscribe links on ") and first.rstrip("\n").endswith(said), first
 
 
 def test_sign_up_confirm_and_the_same_answer(site: tuple[Path, str, Inbox]) -> None:

@@ -40,8 +40,12 @@ def register(app: typer.Typer) -> None:
         else:
             where = ("settings.public_url is not set, so digests still use mailto: links; "
                      "set it to the public address that proxies here")
-        log.info("serving unsubscribe links on http://%s:%s/ (%s); the archive site %s at /",
-                 bound_host, bound_port, where, cfg.paths.site)
+        signup = ""
+        if cfg.settings.open_signup:
+            signup = ("; sign-up at /subscribe" if url else "; settings.open_signup is true, but "
+                      "/subscribe stays off until settings.public_url is set")
+        log.info("serving unsubscribe links on http://%s:%s/ (%s); the archive site %s at /%s",
+                 bound_host, bound_port, where, cfg.paths.site, signup)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
