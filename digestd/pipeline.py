@@ -107,7 +107,7 @@ def _run(
             site.publish(cfg, got.papers, got.seq, today, report)
         if writing:
             outbox.commit()
-            store.record_run(summary(report, now))
+            store.record_run(summary(report, now, written_to=None if cfg.smtp else report.mail_target))
             alerts.after_run(cfg, report, outbox.pending(), transport if mailing else None, now, today)
         return report
     finally:
@@ -128,7 +128,8 @@ def _sweep(cfg: Config) -> None:
     subscriptions.sweep_leftovers(cfg.paths.home)  # takes the edit lock; skips if an edit runs
 
 
-def summary(report: RunReport, now: datetime) -> RunSummary:
+def summary(report: RunReport, now: datetime, *, written_to: str | None = None) -> RunSummary:
+    """`written_to`: where the digests went when no SMTP server is set (so none was sent)."""
     outcome = RunOutcome.FAILED if report.fatal else RunOutcome.PARTIAL if report.partial else RunOutcome.OK
     return RunSummary(
         time=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -139,4 +140,5 @@ def summary(report: RunReport, now: datetime) -> RunSummary:
         failed=report.failed,
         keywords={k.keyword: KeywordRun(k.fetched, len(k.new), k.error) for k in report.keywords},
         fatal=report.fatal,
+        written_to=written_to,
     )

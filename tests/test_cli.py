@@ -235,6 +235,9 @@ def test_broken_template_is_named_before_anything_is_queued(tmp_path: Path) -> N
         (tmp_path / "templates" / "paper.html.j2").unlink()
         proc = cli(tmp_path, "run", env=env)
     assert proc.returncode == 0 and "wrote 1 digest(s) to the Maildir" in proc.stderr  # the paper is not lost
+    text = cli(tmp_path, "status").stdout  # status says so too, not "sent 1"
+    assert f"ok, wrote 1 to the Maildir at {tmp_path / 'state' / 'maildir'} (not sent)," in text, text
+    assert json.loads(cli(tmp_path, "status", "--json").stdout)["last_run"]["written_to"].startswith("the Maildir")
 
 
 def test_a_day_with_nothing_in_the_keywords_categories_is_not_a_failure(tmp_path: Path) -> None:

@@ -395,6 +395,7 @@ class RunSummary:
     failed: int = 0
     keywords: Mapping[str, KeywordRun] = field(default_factory=dict)
     fatal: str | None = None
+    written_to: str | None = None  # no SMTP server was set: the digests went there, not sent
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -408,7 +409,7 @@ class RunSummary:
                 kw: {"fetched": k.fetched, "new": k.new, "error": k.error} for kw, k in self.keywords.items()
             },
             "fatal": self.fatal,
-        }
+        } | ({"written_to": self.written_to} if self.written_to else {})  # earlier files' shape kept
 
 
 def run_summary_from_doc(doc: Any) -> RunSummary:
@@ -436,4 +437,5 @@ def run_summary_from_doc(doc: Any) -> RunSummary:
         failed=fields.nonneg(doc, "failed", default=0),
         keywords=keywords,
         fatal=fields.get(doc, "fatal", str, optional=True),
+        written_to=fields.get(doc, "written_to", str, optional=True),
     )

@@ -28,7 +28,8 @@ def status_lines(s: Status) -> list[str]:
 def _run_lines(run: RunSummary | None) -> list[str]:
     if run is None:
         return ["last run: never"]
-    lines = [f"last run: {run.time} ({run.date}): {run.outcome.value}, sent {run.sent}, "
+    mailed = f"wrote {run.sent} to {run.written_to} (not sent)" if run.written_to else f"sent {run.sent}"
+    lines = [f"last run: {run.time} ({run.date}): {run.outcome.value}, {mailed}, "
              f"pending {run.pending}, failed {run.failed}"]
     if run.fatal:
         lines.append(f"  stopped: {run.fatal}")
