@@ -252,6 +252,12 @@ def test_import_then_export(capsys: pytest.CaptureFixture[str], home: Path, tmp_
     assert run_cli(capsys, other, "subscribers", "import", str(write_csv(tmp_path / "x.csv", out)))[0] == 0
     assert load_config(other, {}).subscribers == load_config(home, {}).subscribers
 
+    # One person's export is JSON only: a CSV asked for is refused, not answered in JSON.
+    code, out, err = run_cli(capsys, home, "subscribers", "export", "alice@example.org", "--format", "csv")
+    assert code == 2 and out == "" and "JSON only" in err and "Traceback" not in err
+    code, out, _ = run_cli(capsys, home, "subscribers", "export", "alice@example.org", "--format", "json")
+    assert code == 0 and json.loads(out)
+
 
 def test_set_says_what_its_options_do_and_refuses_to_change_nothing(
     capsys: pytest.CaptureFixture[str], home: Path

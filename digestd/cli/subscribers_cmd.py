@@ -114,13 +114,16 @@ def register(app: typer.Typer) -> None:
     def export(
         ctx: typer.Context,
         email: Annotated[str | None, typer.Argument(help="One person: all data held, as JSON.")] = None,
-        fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+        fmt: Annotated[str | None, typer.Option("--format", help="csv (the default) or json.")] = None,
     ) -> None:
         """Print every subscriber as CSV or JSON, or everything held about EMAIL as JSON."""
         if email is not None:
+            if fmt not in (None, "json"):
+                raise UsageError(f"the export of one person is JSON only; leave out --format {fmt}")
             held = personal.export_person(load_config(cli_context(ctx).home), email)
             typer.echo(json.dumps(held, indent=2, ensure_ascii=False))
             return
+        fmt = fmt or "csv"
         if fmt not in ("csv", "json"):
             raise typer.BadParameter("use csv or json", param_hint="--format")
         typer.echo(csvio.export(load_config(cli_context(ctx).home), fmt), nl=False)
