@@ -48,7 +48,7 @@ def preview(cfg: Config, email: str, today: str) -> tuple[str, str, str]:
         source = "papers not yet mailed"
     if not additions:
         additions = {kw: latest(held.get(kw, []), LATEST_PER_KEYWORD) for kw in kws}
-        source = f"the latest {LATEST_PER_KEYWORD} papers per keyword (nothing new is waiting)"
+        source = f"the latest {LATEST_PER_KEYWORD} papers per keyword; nothing new is waiting"
     sections = group_for_subscriber(kws + [k for k in additions if k not in kws], additions)
     with template_errors(cfg.paths.templates):
         renderer = DigestRenderer(

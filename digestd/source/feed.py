@@ -193,7 +193,7 @@ def parse_feed(
     try:
         root = etree.fromstring(body, parser=etree.XMLParser(resolve_entities=False, no_network=True))
     except etree.XMLSyntaxError as err:
-        raise FetchError(f"the response is not well-formed XML (truncated?): {err}") from None
+        raise FetchError(f"the response is not well-formed XML (truncated?): {err.msg}") from None
     if root.tag != f"{ATOM}feed":
         raise FetchError(f"the response is not an Atom feed (root element {_short(str(root.tag))})")
     entries = root.findall(f"{ATOM}entry")
