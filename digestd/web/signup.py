@@ -143,7 +143,7 @@ class Signup:
         if self._suppressed(cfg, wish.email):
             log.info("sign-up: held back a mail to a suppressed address")
             return
-        if not self.per_recipient.allow(address_key(wish.email)):
+        if not self.per_recipient.allow(mailbox_key(wish.email)):
             log.info("sign-up: held back a second mail within the hour to one recipient")
             return
         base = (cfg.settings.public_url or "").rstrip("/")
@@ -229,3 +229,10 @@ def routes(signup: Signup) -> list[Route]:
         Route(SUBSCRIBE, get=signup.get, post=signup.post, max_body=MAX_BODY),
         Route(CONFIRM, get=signup.confirm_get, post=signup.confirm_post, max_body=MAX_BODY, secret=SECRET),
     ]
+
+
+def mailbox_key(email: str) -> str:
+    """The mailbox an address reaches, for the per-recipient limit: `victim+1@` and `victim+2@`
+    land in one inbox at most providers, so they share one hour's allowance."""
+    local, _, domain = address_key(email).rpartition("@")
+    return f"{local.split('+', 1)[0] or local}@{domain}"
