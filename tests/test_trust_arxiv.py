@@ -346,6 +346,24 @@ def test_an_out_of_range_date_fails_only_its_keyword(tmp_path: Path, updated: st
     assert kb.error is None and kb.baseline
 
 
+def test_an_entry_from_the_future_is_skipped_and_cannot_wedge_its_keyword(tmp_path: Path) -> None:
+    """An entry dated years ahead was stored and stayed the keyword's newest paper: every real
+    new paper then looked stale ("the response looks wrong"), failing the keyword every run."""
+    home = two_keyword_home(tmp_path)
+    future = raw_entry("http://arxiv.org/abs/2611.07022v1", "From 2099", updated="2099-01-01T00:00:00Z")
+    with FakeArxiv(day_feeds(1)) as fake:
+        run_once(home, fake, now=at("2026-11-11"))
+        fake.feeds = day_feeds(2)
+        fake.faults[KW_A] = [Fault.raw(future)]
+        second = run_once(home, fake, now=at("2026-11-12"))
+        fake.feeds = day_feeds(3)
+        third = run_once(home, fake, now=at("2026-11-13"))
+    assert second.keywords[0].error is None and set(second.keywords[0].new) == additions(2, KW_A)
+    assert third.keywords[0].error is None, third.keywords[0].error
+    assert set(third.keywords[0].new) == additions(3, KW_A)
+    assert "2611.07022" not in {r["paper"]["id"] for r in keyword_rows(home, KW_A).values()}
+
+
 # --------------------------------------------------------------------------- point 5: links
 
 EVIL_LINKS = {  # entry -> its <link>s; each href must reach no output at all

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from digestd.config.settings import Config
 from digestd.core.diff import SuspiciousResponse, diff_keyword, in_categories
-from digestd.core.models import KeywordFetch, RunReport
+from digestd.core.models import KeywordFetch, Paper, RunReport
 from digestd.core.plan import retention
 from digestd.core.records import Cursor, Dropped, FetchStatus
 from digestd.errors import FetchError
@@ -24,6 +24,7 @@ from digestd.store.papers import Held, PaperStore
 log = logging.getLogger(__name__)
 
 KEEP_SEEN_DAYS = 400  # a paper that fell out of a keyword's list is remembered this long
+CLOCK_SLACK = timedelta(days=1)  # how far past the run's clock an arXiv date may be
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ def collect(
             fetched = fetch_keyword(source, kw, s.max_results, held)  # a listing pages
             if not fetched and held:
                 raise FetchError("arXiv returned an empty page for a keyword that has papers")
+            fetched = not_in_the_future(fetched, now, kw.name)
             fetched = in_categories(fetched, kw)  # after the check: a filtered-out day is no error
             fetched = local_checks(fetched, kw)  # exclusions (arXiv stems), primary_only
             low, pend_ids = floors.get(kw.name, (1 << 60, set()))
@@ -100,6 +102,21 @@ def collect(
     seen = {kw: {i: d for i, d in ids.items() if d.day >= cutoff} for kw, ids in seen.items()}
     store.apply(seq if stored else store.seq, stored, status, seen)
     return Collected(store.by_keyword(), store.seq)
+
+
+def not_in_the_future(papers: list[Paper], now: datetime, keyword: str) -> list[Paper]:
+    """The papers not dated after the run's clock (plus CLOCK_SLACK); the others are skipped
+    with a warning: stored, one would top the keyword forever, and every real new paper
+    would then look years old to the stale-response check, failing the keyword every run."""
+    limit = (now + CLOCK_SLACK).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kept = []
+    for paper in papers:
+        if max(paper.updated, paper.published) > limit:
+            log.warning("%s: skipped %sv%d: it is dated %s, after the clock's %s",
+                        keyword, paper.id, paper.version, max(paper.updated, paper.published), limit)
+            continue
+        kept.append(paper)
+    return kept
 
 
 def _unexpected(keyword: str, err: Exception) -> str:
