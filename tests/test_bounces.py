@@ -155,6 +155,19 @@ def test_maildir_check_suppresses_marks_read_and_leaves_unreadable_alone(tmp_pat
     assert last == "2026-11-30T12:00:00Z" and {e.email for e in entries} == set(reasons)
 
 
+def test_a_message_nested_too_deep_to_parse_is_left_alone_and_the_others_count(tmp_path: Path) -> None:
+    """A message nested 1,000 deep made the parser raise RecursionError, which stopped the
+    check (and so every run) with "internal error", before any other bounce counted."""
+    home = instance(tmp_path, "gone@example.net")
+    head = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\n\n--b{i}\n' for i in range(1000))
+    deep = f"From: x@example.com\nSubject: deep\n{head}Content-Type: text/plain\n\nhi\n".encode()
+    box = maildir(tmp_path / "bounces", deep, fixture("postfix_permanent.eml"))
+    got = check_bounces(load_config(home, {**ENV, "DIGESTD_BOUNCE_MAILDIR": str(box)}), at("2026-11-30"))
+    assert got.read == 1 and len(got.actions) == 1, got
+    assert len(got.unreadable) == 1 and "cannot be parsed (RecursionError)" in got.unreadable[0]
+    assert len(list((box / "new").iterdir())) == 1  # left where it is
+
+
 def test_a_malformed_suppression_record_is_named_and_moved_aside(tmp_path: Path) -> None:
     home = instance(tmp_path, "gone@example.net")
     path = home / "state" / "suppressions.json"

@@ -74,8 +74,14 @@ def _process(cfg: Config, where: str, items: Iterator[Fetched], mark: Callable[[
                 result.unreadable.append(f"{item.ref}: {item.problem}")
                 log.warning("bounce message %s left alone: %s", item.ref, item.problem)
                 continue
+            try:
+                bounce = classify(item.raw, str(cfg.settings.bounce_address))
+            except Exception as err:  # a stranger's message the parser chokes on (nested 1,000 deep)
+                problem = f"it cannot be parsed ({type(err).__name__})"
+                result.unreadable.append(f"{item.ref}: {problem}")
+                log.warning("bounce message %s left alone: %s", item.ref, problem)
+                continue
             result.read += 1
-            bounce = classify(item.raw, str(cfg.settings.bounce_address))
             whom = _read(keys, bounce) if bounce else None
             if bounce is None or whom is None:
                 result.ignored.append(f"{item.ref}: " + ("not a bounce" if bounce is None
