@@ -168,6 +168,17 @@ def test_a_message_nested_too_deep_to_parse_is_left_alone_and_the_others_count(t
     assert len(list((box / "new").iterdir())) == 1  # left where it is
 
 
+def test_a_message_that_trips_a_bounce_detector_costs_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """A message without From: makes a flufl.bounce detector raise IndexError; flufl logged it
+    with a full traceback, which `digestd bounces` (and every run) printed."""
+    home = instance(tmp_path, "gone@example.net")
+    box = maildir(tmp_path / "bounces", b"Subject: hi\n\ngarbage\n")
+    p = cli(home, "bounces", env={**ENV, "DIGESTD_BOUNCE_MAILDIR": str(box)})
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+    assert "bounce detectors failed on a message: IndexError" in p.stderr
+
+
 def test_a_malformed_suppression_record_is_named_and_moved_aside(tmp_path: Path) -> None:
     home = instance(tmp_path, "gone@example.net")
     path = home / "state" / "suppressions.json"

@@ -76,6 +76,9 @@ def setup_logging(level: int) -> None:
     # Libraries stay quiet: aiosmtplib and urllib3 at debug level would echo protocol lines.
     for name in ("aiosmtplib", "urllib3", "arxiv", "mail.log", "asyncio"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # flufl.bounce logs a detector's exception with its traceback, then raises it; digestd
+    # says that in one line (digestd/mail/bounces.py), so the traceback is for debugging only.
+    logging.getLogger("flufl.bounce").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL)
 
 
 run_cmd.register(app)
