@@ -160,7 +160,8 @@ def test_a_message_nested_too_deep_to_parse_is_left_alone_and_the_others_count(t
     check (and so every run) with "internal error", before any other bounce counted."""
     home = instance(tmp_path, "gone@example.net")
     head = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\n\n--b{i}\n' for i in range(1000))
-    deep = f"From: x@example.com\nSubject: deep\n{head}Content-Type: text/plain\n\nhi\n".encode()
+    to = verp_sender(BOUNCES, SECRET, "gone@example.net", 7)
+    deep = f"From: x@example.com\nTo: {to}\nSubject: deep\n{head}Content-Type: text/plain\n\nhi\n".encode()
     box = maildir(tmp_path / "bounces", deep, fixture("postfix_permanent.eml"))
     got = check_bounces(load_config(home, {**ENV, "DIGESTD_BOUNCE_MAILDIR": str(box)}), at("2026-11-30"))
     assert got.read == 1 and len(got.actions) == 1, got
@@ -172,11 +173,21 @@ def test_a_message_that_trips_a_bounce_detector_costs_one_line_not_a_traceback(t
     """A message without From: makes a flufl.bounce detector raise IndexError; flufl logged it
     with a full traceback, which `digestd bounces` (and every run) printed."""
     home = instance(tmp_path, "gone@example.net")
-    box = maildir(tmp_path / "bounces", b"Subject: hi\n\ngarbage\n")
+    to = verp_sender(BOUNCES, SECRET, "gone@example.net", 7)
+    box = maildir(tmp_path / "bounces", f"To: {to}\nSubject: hi\n\ngarbage\n".encode())
     p = cli(home, "bounces", env={**ENV, "DIGESTD_BOUNCE_MAILDIR": str(box)})
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr + p.stdout
     assert "bounce detectors failed on a message: IndexError" in p.stderr
+
+
+def test_a_message_without_our_token_is_not_parsed_so_a_stranger_cannot_stall_the_check() -> None:
+    """5 MB of short lines kept flufl.bounce's detectors busy for about 17 s a message, and
+    a check reads up to 2,000 before any digest goes out; with no token it names nobody."""
+    slow = b"From: MAILER-DAEMON@example.com\nSubject: failure notice\n\n" + b"a@b.c\n" * 800_000
+    started = time.monotonic()
+    assert classify(slow, BOUNCES) is None
+    assert time.monotonic() - started < 1.0
 
 
 def test_a_malformed_suppression_record_is_named_and_moved_aside(tmp_path: Path) -> None:

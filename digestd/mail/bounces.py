@@ -99,9 +99,13 @@ def _from_dsn(blocks: list[email.message.Message]) -> tuple[BounceKind, str, str
 
 
 def classify(raw: bytes, bounce_address: str) -> Bounce | None:
-    """What this message is (None: not a bounce nor a complaint, e.g. an auto-reply)."""
-    msg = email.message_from_bytes(raw)
+    """What this message is (None: not a bounce nor a complaint, e.g. an auto-reply, or a
+    message with no token of ours, which could name nobody: it is not parsed, since flufl's
+    detectors take seconds on a stranger's 5 MB of short lines)."""
     tokens = tuple(find_verp_tokens(bounce_address, raw.decode("latin-1")))
+    if not tokens:
+        return None
+    msg = email.message_from_bytes(raw)
     feedback = _feedback(msg)
     if feedback is not None:
         return Bounce(BounceKind.COMPLAINT, "", f"feedback report: {feedback}", tokens)
