@@ -364,6 +364,29 @@ def test_an_entry_from_the_future_is_skipped_and_cannot_wedge_its_keyword(tmp_pa
     assert "2611.07022" not in {r["paper"]["id"] for r in keyword_rows(home, KW_A).values()}
 
 
+def test_huge_fields_are_cut_so_a_digest_part_stays_under_100_kb(tmp_path: Path) -> None:
+    """One entry with a 2 MB title, abstract and comment and 20,000 authors and categories
+    (6.5 MB, under the byte cap) made a 4.5 MB digest, a 5 MB README and 7.8 MB day page."""
+    home = two_keyword_home(tmp_path, [{"email": "alice@example.org", "keywords": [KW_A]}])
+    huge = raw_entry("http://arxiv.org/abs/2611.07023v1", "title " * 300_000,
+                     summary="abstract " * 300_000, comment="comment " * 300_000, updated="2026-11-13T00:00:00Z")
+    many = "".join(f"<author><name>Author {i}</name></author>" for i in range(20_000))
+    many += "".join(f'<category term="cs.X{i}"/>' for i in range(20_000))
+    huge = huge.replace("</entry>", many + "</entry>")
+    with FakeArxiv(day_feeds(1)) as fake:
+        run_once(home, fake, now=at("2026-11-11"))
+        fake.feeds = day_feeds(2)
+        fake.faults[KW_A] = [Fault.raw(huge)]
+        report = run_once(home, fake, now=at("2026-11-12"))
+    assert "2611.07023" in report.keywords[0].new
+    (mail,) = (home / "state" / "maildir" / "new").iterdir()
+    msg = email.message_from_bytes(mail.read_bytes(), policy=policy.default)
+    for part in msg.walk():
+        if not part.is_multipart():
+            assert len(part.get_content().encode()) < 100_000, part.get_content_type()
+    assert (home / "README.md").stat().st_size < 100_000
+
+
 # --------------------------------------------------------------------------- point 5: links
 
 EVIL_LINKS = {  # entry -> its <link>s; each href must reach no output at all

@@ -37,6 +37,16 @@ _ENTRY_ID_RE = re.compile(
 )
 _SHORT_ID_RE = re.compile(rf"(?P<id>{NEW_ID}|{OLD_ID})(?:v(?P<v>\d{{1,4}}))?")
 _WS = re.compile(r"\s+")
+# Longest field kept, in characters (arXiv's own: abstracts up to 1,920, the largest
+# collaborations about 3,000 authors). A longer one is cut, so one entry cannot turn a
+# digest, the README or a feed into megabytes (a digest part must stay under 100 KB).
+MAX_TITLE = 1_000
+MAX_SUMMARY = 10_000
+MAX_COMMENT = 1_000
+MAX_NAME = 300
+MAX_AUTHORS = 10_000
+MAX_CATEGORIES = 50
+MAX_CATEGORY = 40
 
 
 def collapse(text: str | None) -> str:
@@ -53,6 +63,11 @@ def _plain(text: str | None, limit: int = 300) -> str:
     """arXiv text shown in a message: one line, printable characters only, cut."""
     line = "".join(c for c in collapse(text) if c.isprintable())
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` of at most `limit` characters: a longer one ends in "…"."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _where(keyword: str, index: int, paper_id: str, version: int) -> str:
@@ -87,7 +102,14 @@ def _links(entry: Any) -> list[Any]:
 def _authors(entry: Any) -> list[Any]:
     """The entry's authors with a name, as `arxiv.Result.Author`s (affiliations are not kept)."""
     names = (collapse(a.findtext(_NAME)) for a in entry.iterfind(f"{ATOM}author"))
-    return [arxiv.Result.Author(n) for n in names if n]
+    kept = itertools.islice(filter(None, names), MAX_AUTHORS)
+    return [arxiv.Result.Author(_cut(n, MAX_NAME)) for n in kept]
+
+
+def _categories(entry: Any) -> list[str]:
+    """The entry's category terms, at most MAX_CATEGORIES of at most MAX_CATEGORY characters."""
+    terms = (t for c in entry.iterfind(f"{ATOM}category") if (t := c.get("term")) is not None)
+    return [_cut(t, MAX_CATEGORY) for t in itertools.islice(terms, MAX_CATEGORIES)]
 
 
 def read_entry(entry: Any, index: int, keyword: str = "") -> Any:
@@ -95,7 +117,7 @@ def read_entry(entry: Any, index: int, keyword: str = "") -> Any:
     id, an id that is not an arXiv id, or no title. Text is whitespace-collapsed."""
     prefix = f"{keyword}: " if keyword else ""
     raw_id = collapse(entry.findtext(f"{ATOM}id"))
-    title = collapse(entry.findtext(f"{ATOM}title"))
+    title = _cut(collapse(entry.findtext(f"{ATOM}title")), MAX_TITLE)
     if not raw_id:
         log.warning("%sskipped entry %d (title %s): it has no <id>", prefix, index + 1, _short(title))
         return None
@@ -117,10 +139,10 @@ def read_entry(entry: Any, index: int, keyword: str = "") -> Any:
         published=_when(entry, "published", where),
         title=title,
         authors=_authors(entry),
-        summary=collapse(entry.findtext(f"{ATOM}summary")),
-        comment=collapse(entry.findtext(f"{ARXIV}comment")) or None,
-        primary_category=(primary.get("term") if primary is not None else None) or "",
-        categories=[t for c in entry.iterfind(f"{ATOM}category") if (t := c.get("term")) is not None],
+        summary=_cut(collapse(entry.findtext(f"{ATOM}summary")), MAX_SUMMARY),
+        comment=_cut(collapse(entry.findtext(f"{ARXIV}comment")), MAX_COMMENT) or None,
+        primary_category=_cut((primary.get("term") if primary is not None else None) or "", MAX_CATEGORY),
+        categories=_categories(entry),
         links=_links(entry),
     )
 
