@@ -321,6 +321,20 @@ def test_entries_without_id_or_title_or_with_a_foreign_id_are_skipped_and_named(
     assert len(log.splitlines()) == 6
 
 
+def test_ids_and_versions_in_other_scripts_digits_are_no_arxiv_ids() -> None:
+    """\\d took fullwidth and Arabic-Indic digits: ２６１１.０７０２４ was stored as a paper (a
+    second key for 2611.07024, mailed again when the real id comes) with a broken link."""
+    own = make_papers(KW_A, 2)
+    odd = [raw_entry("http://arxiv.org/abs/２６１１.０７０２４v1", "Fullwidth"),
+           raw_entry("http://arxiv.org/abs/2611.07025v٣", "Arabic-Indic version")]
+    with FakeArxiv({KW_A: own}) as fake:
+        fake.faults[KW_A] = [Fault.raw(*odd)]
+        got = ArxivSource(fake.url, delay=0, timeout=5, retries=0).fetch(Keyword(KW_A), 20)
+    assert [p.id for p in got] == [p.id for p in own]
+    assert not is_arxiv_id("２６１１.０７０２４") and not is_arxiv_id("hep-th/９９０１００１")
+    assert safe_arxiv_link("https://arxiv.org/abs/2611.07025v٣", "2611.07025", 3) == "https://arxiv.org/abs/2611.07025v3"
+
+
 def test_a_version_zero_entry_is_skipped_so_the_store_can_read_back_what_it_stored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -34,15 +34,17 @@ CODE_HOSTS = frozenset(
 CODE_HOST_SUFFIXES = (".github.io",)  # project pages: any <name>.github.io
 MAX_URL_CHARS = 2000
 
-NEW_ID = r"\d{4}\.\d{4,5}"  # 2506.05175, 0704.0001
-OLD_ID = r"[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]{2})?/\d{7}"  # astro-ph/0601001, math.AG/0601001
+# ASCII digits only ([0-9], not \d): ２５０６.１２３４５ is no arXiv id, and stored it would be
+# another key for the same paper, mailed again when the real id comes.
+NEW_ID = r"[0-9]{4}\.[0-9]{4,5}"  # 2506.05175, 0704.0001
+OLD_ID = r"[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]{2})?/[0-9]{7}"  # astro-ph/0601001, math.AG/0601001
 ARXIV_ID_RE = re.compile(rf"(?:{NEW_ID}|{OLD_ID})")
 # Only these characters may appear in a link kept as arXiv gave it: nothing that needs
 # escaping in HTML, Markdown or a mail client (no space, quotes, <>, `, (), [], |, \, non-ASCII).
 _PLAIN_URL = re.compile(r"[A-Za-z0-9\-._~:/?#@!$&*+,;=%]+")
 _HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_OWN_PATH = re.compile(rf"/(?P<kind>abs|pdf)/(?P<id>{NEW_ID}|{OLD_ID})(?:v\d{{1,4}})?(?P<ext>\.pdf)?")
+_OWN_PATH = re.compile(rf"/(?P<kind>abs|pdf)/(?P<id>{NEW_ID}|{OLD_ID})(?:v[0-9]{{1,4}})?(?P<ext>\.pdf)?")
 
 
 def is_arxiv_id(paper_id: str) -> bool:

@@ -33,9 +33,9 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
 _NAME = f"{ATOM}name"
 _ENTRY_ID_RE = re.compile(
-    rf"(?:https?://(?:www\.|export\.)?arxiv\.org/abs/)?(?P<id>{NEW_ID}|{OLD_ID})(?:v(?P<v>\d{{1,4}}))?"
+    rf"(?:https?://(?:www\.|export\.)?arxiv\.org/abs/)?(?P<id>{NEW_ID}|{OLD_ID})(?:v(?P<v>[0-9]{{1,4}}))?"
 )
-_SHORT_ID_RE = re.compile(rf"(?P<id>{NEW_ID}|{OLD_ID})(?:v(?P<v>\d{{1,4}}))?")
+_SHORT_ID_RE = re.compile(rf"(?P<id>{NEW_ID}|{OLD_ID})(?:v(?P<v>[0-9]{{1,4}}))?")
 _WS = re.compile(r"\s+")
 # Longest field kept, in characters (arXiv's own: abstracts up to 1,920, the largest
 # collaborations about 3,000 authors). A longer one is cut, so one entry cannot turn a
