@@ -335,6 +335,21 @@ def test_ids_and_versions_in_other_scripts_digits_are_no_arxiv_ids() -> None:
     assert safe_arxiv_link("https://arxiv.org/abs/2611.07025v٣", "2611.07025", 3) == "https://arxiv.org/abs/2611.07025v3"
 
 
+def test_bidi_overrides_and_c1_controls_are_dropped_at_the_fetch_edge() -> None:
+    """U+202E (right-to-left override), U+2067 and U+009B (a terminal's CSI) reached the
+    README, the text part and the site as they came, reordering or steering what follows."""
+    own = make_papers(KW_A, 1)
+    odd = raw_entry("http://arxiv.org/abs/2611.07026v1", "Safe \u202etxt.exe\u202c title\x9b31m",
+                    summary="An \u2067abstract\u2069\x7f.", comment="c\x85d\x90")
+    with FakeArxiv({KW_A: own}) as fake:
+        fake.faults[KW_A] = [Fault.raw(odd.replace("cs.CV", "cs.CV\u202e"))]
+        got = ArxivSource(fake.url, delay=0, timeout=5, retries=0).fetch(Keyword(KW_A), 20)
+    paper = got[0]
+    assert (paper.title, paper.summary, paper.comment) == ("Safe txt.exe title31m", "An abstract.", "c d")
+    assert paper.primary_category == "cs.CV"
+    assert "\u202e" not in row(paper)
+
+
 def test_a_version_zero_entry_is_skipped_so_the_store_can_read_back_what_it_stored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -37,6 +37,9 @@ _ENTRY_ID_RE = re.compile(
 )
 _SHORT_ID_RE = re.compile(rf"(?P<id>{NEW_ID}|{OLD_ID})(?:v(?P<v>[0-9]{{1,4}}))?")
 _WS = re.compile(r"\s+")
+# DEL, C1 controls (U+009B is a terminal's CSI) and bidi embeddings, overrides and isolates,
+# which would reorder what follows them in a subject-like line, the text part or a terminal.
+_INVISIBLE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # Longest field kept, in characters (arXiv's own: abstracts up to 1,920, the largest
 # collaborations about 3,000 authors). A longer one is cut, so one entry cannot turn a
 # digest, the README or a feed into megabytes (a digest part must stay under 100 KB).
@@ -50,8 +53,9 @@ MAX_CATEGORY = 40
 
 
 def collapse(text: str | None) -> str:
-    """Whitespace runs become one space, as the README format requires."""
-    return _WS.sub(" ", text or "").strip()
+    """Whitespace runs become one space, as the README format requires; controls and bidi
+    overrides go."""
+    return _WS.sub(" ", _INVISIBLE.sub("", _WS.sub(" ", text or ""))).strip()
 
 
 def _short(text: str, limit: int = 100) -> str:
@@ -109,7 +113,7 @@ def _authors(entry: Any) -> list[Any]:
 def _categories(entry: Any) -> list[str]:
     """The entry's category terms, at most MAX_CATEGORIES of at most MAX_CATEGORY characters."""
     terms = (t for c in entry.iterfind(f"{ATOM}category") if (t := c.get("term")) is not None)
-    return [_cut(t, MAX_CATEGORY) for t in itertools.islice(terms, MAX_CATEGORIES)]
+    return [_cut(collapse(t), MAX_CATEGORY) for t in itertools.islice(terms, MAX_CATEGORIES)]
 
 
 def read_entry(entry: Any, index: int, keyword: str = "") -> Any:
@@ -141,7 +145,7 @@ def read_entry(entry: Any, index: int, keyword: str = "") -> Any:
         authors=_authors(entry),
         summary=_cut(collapse(entry.findtext(f"{ATOM}summary")), MAX_SUMMARY),
         comment=_cut(collapse(entry.findtext(f"{ARXIV}comment")), MAX_COMMENT) or None,
-        primary_category=_cut((primary.get("term") if primary is not None else None) or "", MAX_CATEGORY),
+        primary_category=_cut(collapse(primary.get("term") if primary is not None else None), MAX_CATEGORY),
         categories=_categories(entry),
         links=_links(entry),
     )
