@@ -217,6 +217,50 @@ def test_an_undecodable_answer_fails_with_a_sentence(fault: Fault, says: str) ->
         assert len(src.fetch(Keyword(KW_A), 5)) == 5  # the next answer is read as usual
 
 
+def test_a_redirect_carrying_a_gzip_bomb_is_followed_without_reading_its_body() -> None:
+    """requests read a 3xx's body whole and inflated it before following (even with
+    allow_redirects=False): 300 KB on the wire became 300 MB in memory, past the cap."""
+    import contextlib
+    import threading
+    import tracemalloc
+    import zlib
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from digestd.source.http import BoundedHttp
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(packer.compress(b"\0" * MIB) for _ in range(300)) + packer.flush()
+    feed = b'<feed xmlns="http://www.w3.org/2005/Atom"></feed>'
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None: ...
+
+        def do_GET(self) -> None:
+            redirect = self.path.startswith("/api")
+            body = bomb if redirect else feed
+            self.send_response(302 if redirect else 200)
+            if redirect:
+                self.send_header("Location", "/moved")
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the client closes the redirect unread
+                self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tracemalloc.start()
+    try:
+        answer = BoundedHttp().get(f"http://127.0.0.1:{server.server_port}/api/query", {},
+                                   timeout=10, max_bytes=MIB)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        server.shutdown()
+    assert (answer.status, answer.body) == (200, feed)
+    assert peak < 20 * MIB, peak
+
+
 def test_a_gzip_bomb_fails_only_its_keyword_and_memory_stays_bounded(tmp_path: Path) -> None:
     """~1 MB on the wire inflating to 1.1 GB: inflated against the 50 MB cap, refused, not
     retried; the digestd process's peak memory grows by far less than the bomb."""

@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 import urllib3
@@ -231,11 +232,19 @@ def _read_body(resp: requests.Response, max_bytes: int) -> bytes:
     return buf.getvalue()
 
 
+class _Session(requests.Session):
+    """A session that never follows a redirect itself: requests reads (and inflates) a
+    redirect's body whole first, even with allow_redirects=False. BoundedHttp._follow does."""
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
+
+
 class BoundedHttp:
     """A requests session whose every GET is bounded in wall-clock time and decoded size."""
 
     def __init__(self) -> None:
-        self._session = requests.Session()
+        self._session = _Session()
         self._session.headers["User-Agent"] = USER_AGENT
         self._session.headers["Accept-Encoding"] = ACCEPT_ENCODING
         for prefix in ("http://", "https://"):
@@ -249,7 +258,7 @@ class BoundedHttp:
         deadline = _Deadline(timeout)
         timeouts = (min(10.0, timeout), timeout)
         try:
-            with deadline, self._session.get(url, params=params, timeout=timeouts, stream=True) as resp:
+            with deadline, self._follow(url, params, timeouts) as resp:
                 answered = True
                 body = _read_body(resp, max_bytes)
                 if deadline.fired:  # the socket was cut and the body merely looked complete
@@ -266,6 +275,28 @@ class BoundedHttp:
             raise FetchError(f"request to arXiv failed: {_reason(err)}") from None
 
 
+    def _follow(self, url: str, params: Mapping[str, str], timeouts: tuple[float, float]
+                ) -> requests.Response:
+        """The GET, following at most MAX_REDIRECTS redirects without reading their bodies:
+        requests reads and inflates a redirect's body whole, so a 302 carrying a gzip bomb
+        passed the cap."""
+        resp = self._session.get(url, params=params, timeout=timeouts, stream=True, allow_redirects=False)
+        for _ in range(MAX_REDIRECTS):
+            if not resp.is_redirect:
+                return resp
+            resp.close()
+            try:
+                target = urljoin(resp.url, resp.headers["Location"])
+            except ValueError:  # "http://[::1"
+                shown = resp.headers["Location"][:100]
+                raise FetchError(f"arXiv redirected to {shown!r}, which is not a URL") from None
+            check_resolves(target, min(DNS_LIMIT, timeouts[1]))
+            resp = self._session.get(target, timeout=timeouts, stream=True, allow_redirects=False)
+        resp.close()
+        raise FetchError(f"arXiv redirected more than {MAX_REDIRECTS} times")
+
+
+MAX_REDIRECTS = 5
 DNS_LIMIT = 10.0  # seconds a host name may take to resolve (the resolver's own retries take longer)
 DNS_HINT = "check the network, or set DIGESTD_ARXIV_API_URL to an arXiv API address that resolves"
 
