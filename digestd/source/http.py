@@ -274,7 +274,6 @@ class BoundedHttp:
                 raise FetchError(f"cannot reach arXiv at {url}: {_reason(err)}") from None
             raise FetchError(f"request to arXiv failed: {_reason(err)}") from None
 
-
     def _follow(self, url: str, params: Mapping[str, str], timeouts: tuple[float, float]
                 ) -> requests.Response:
         """The GET, following at most MAX_REDIRECTS redirects without reading their bodies:

@@ -84,8 +84,9 @@ def _process(cfg: Config, where: str, items: Iterator[Fetched], mark: Callable[[
             result.read += 1
             whom = _read(keys, bounce) if bounce else None
             if bounce is None or whom is None:
-                result.ignored.append(f"{item.ref}: " + ("not a bounce" if bounce is None
-                                                         else "no valid token of ours names a subscriber"))
+                why = ("not a bounce of a digest (an auto-reply, or no token of ours)" if bounce is None
+                       else "no valid token of ours names a subscriber")
+                result.ignored.append(f"{item.ref}: {why}")
             else:
                 email, run = whom
                 action = _apply(cfg, store, bounce, email, run, now)
