@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
@@ -62,6 +63,19 @@ def test_retention_keeps_newest_and_needed() -> None:
     held = [(0, paper(i, updated=f"2026-11-{10 + i:02d}T00:00:00Z")) for i in range(1, 6)]
     d = diff_keyword(held, [], seq=2, max_results=2, stale_margin_days=10, keep_ids=frozenset({"2611.00001"}))
     assert [p.id for _, p in d.stored] == ["2611.00005", "2611.00004", "2611.00001"]
+
+
+def test_a_held_paper_from_the_future_does_not_make_new_papers_look_stale() -> None:
+    """Stored before such entries were skipped, a 2099 paper made every real one "stale"."""
+    held = [(1, paper(1, "2099-01-01T00:00:00Z")), (1, paper(2, "2026-11-19T10:00:00Z"))]
+    with pytest.raises(SuspiciousResponse):
+        diff_keyword(held, [paper(3)], seq=2, max_results=100, stale_margin_days=10)
+    clock = datetime(2026, 11, 21, tzinfo=UTC)
+    d = diff_keyword(held, [paper(3)], seq=2, max_results=100, stale_margin_days=10, not_after=clock)
+    assert d.additions == ("2611.00003",)
+    with pytest.raises(SuspiciousResponse):  # the check itself still holds against real papers
+        diff_keyword(held, [paper(4, "2025-01-01T00:00:00Z")], seq=2, max_results=100, stale_margin_days=10,
+                     not_after=clock)
 
 
 def test_known_ids_are_not_mailed_again() -> None:

@@ -38,6 +38,7 @@ def diff_keyword(
     stale_margin_days: int,
     keep_ids: frozenset[str] = frozenset(),
     known_ids: frozenset[str] = frozenset(),
+    not_after: datetime | None = None,
 ) -> KeywordDiff:
     """Merge `fetched` into `held` for run `seq`.
 
@@ -45,14 +46,18 @@ def diff_keyword(
     addition. With nothing held, the keyword is in baseline mode: everything is stored as
     seq 0 (never mailed). The `max_results` newest papers are kept, plus `keep_ids`
     (papers a pending or not-yet-due digest still needs). `known_ids` holds ids stored before and
-    since dropped, so a paper that falls out and comes back is never mailed twice.
+    since dropped, so a paper that falls out and comes back is never mailed twice. A held paper
+    dated after `not_after` (the run's clock) does not count for the stale-response check.
     """
     by_id: dict[str, tuple[int, Paper]] = {p.id: (s, p) for s, p in held}
     baseline = not held
     additions: list[str] = []
     updated: list[str] = []
     seen: set[str] = set()
-    newest_held = max((_ts(p.updated) for _, p in held), default=None)
+    dates = (_ts(p.updated) for _, p in held)
+    # A held paper dated after the run's clock (stored before such entries were skipped) would
+    # make every real new paper look stale: the check leaves it out.
+    newest_held = max((d for d in dates if not_after is None or d <= not_after), default=None)
     margin = timedelta(days=stale_margin_days)
     for paper in fetched:
         if paper.id in seen:

@@ -75,6 +75,7 @@ def collect(
                 stale_margin_days=s.stale_margin_days,
                 keep_ids=keep,
                 known_ids=frozenset(seen.get(kw.name, {})),
+                not_after=now.astimezone(UTC) + CLOCK_SLACK,
             )
         except Exception as err:
             why = str(err) if isinstance(err, FetchError | SuspiciousResponse) else _unexpected(kw.name, err)
