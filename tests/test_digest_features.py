@@ -173,6 +173,21 @@ def test_more_than_250_papers_lists_the_first_250() -> None:
     assert "50 more papers not listed" in text
 
 
+def test_titles_of_a_thousand_characters_still_fit_by_listing_fewer() -> None:
+    """The worst arXiv can send once fields are cut at the fetch edge: 250 papers, each with a
+    1,000-character title and 300-character authors. Even one line each is over 100 KB, so
+    fewer are listed, and the rest are counted as not listed."""
+    adds = {kw: [dataclasses.replace(p, title=("Λ " * 500)[:999] + "…", authors=("x" * 300,) * 10)
+                 for p in papers] for kw, papers in many_papers(250).items()}
+    text, html = sample_renderer().render("a@example.org", group_for_subscriber(KEYWORDS, adds))
+    assert len(html.encode()) < KB100 and len(text.encode()) < KB100
+    listed = html.count('class="card"') + html.count('<p class="line"')
+    assert 0 < listed < 250
+    note = f"{250 - listed} more papers not listed: this mail lists the first {listed}."
+    assert note in html and note in " ".join(text.split())
+    assert html.index("Unsubscribe") < html.index('id="kw-1"')
+
+
 def test_table_of_contents_only_with_two_keywords() -> None:
     r = sample_renderer()
     _, one = r.render("a@example.org", group_for_subscriber(KEYWORDS[:1], sample_additions(2)))

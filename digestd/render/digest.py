@@ -21,7 +21,7 @@ from digestd.core.models import Paper
 from digestd.core.tokens import make_token, manage_link
 from digestd.core.versions import is_update
 from digestd.render.card import Mode, contexts
-from digestd.render.fit import MAX_PAPERS, choose_modes, left_out
+from digestd.render.fit import MAX_PAPERS, Size, choose_modes, fitting_count, left_out
 from digestd.render.frames import Framed, Slots
 from digestd.render.paper_text import highlighter
 from digestd.render.templates import html_env, read_asset, template_errors, text_env, wrap
@@ -266,10 +266,10 @@ class DigestRenderer:
                             "more_like": f"More like this: {like}\n" if like else ""})
         return html, text
 
-    def _listed(self, sections: Sections) -> tuple[list[tuple[str, list[_Listed]]], int]:
-        """Per keyword, new papers then updates, at most MAX_PAPERS in all; and how many more."""
+    def _listed(self, sections: Sections, cap: int) -> tuple[list[tuple[str, list[_Listed]]], int]:
+        """Per keyword, new papers then updates, at most `cap` in all; and how many more."""
         out: list[tuple[str, list[_Listed]]] = []
-        room = MAX_PAPERS
+        room = cap
         for keyword, entries in sections:
             flags = [self._is_update(e.paper) for e in entries]
             items = [_Listed(keyword, False, e) for e, u in zip(entries, flags, strict=True) if not u]
@@ -310,16 +310,38 @@ class DigestRenderer:
         """(text, html) of one digest: string joins of fragments rendered once per run, sized
         to fit (render.fit); `period` names a weekly digest's week (default: the date);
         `more_in`: per listing keyword, how many papers its `top` left out for this reader."""
-        listed, more = self._listed(sections)
-        items = [it for _, its in listed for it in its]
-        parts, slots = self._skeleton(listed, more_in or {})
         updated = sum(1 for _, entries in sections for e in entries if self._is_update(e.paper))
         new = count_papers(sections) - updated
-        toc = tuple((f"kw-{n}", kw, counts_text(sum(1 for i in its if not i.update),
-                                                sum(1 for i in its if i.update)))
-                    for n, (kw, its) in enumerate(listed, 1)) if len(listed) > 1 else ()
-        fixed = self._assemble(email, parts, (new, updated), tuple(kw for kw, _ in listed), period,
-                               self._once("top", {"toc": toc, "notes": (), "online": None}))
+        cap = MAX_PAPERS
+        while True:
+            listed, more = self._listed(sections, cap)
+            items = [it for _, its in listed for it in its]
+            parts, slots = self._skeleton(listed, more_in or {})
+            toc = tuple((f"kw-{n}", kw, counts_text(sum(1 for i in its if not i.update),
+                                                    sum(1 for i in its if i.update)))
+                        for n, (kw, its) in enumerate(listed, 1)) if len(listed) > 1 else ()
+            fixed = self._assemble(email, parts, (new, updated), tuple(kw for kw, _ in listed), period,
+                                   self._once("top", {"toc": toc, "notes": (), "online": None}))
+            size = self._sizer(items)
+            fixed_sizes = (len(fixed[1].encode()), len(fixed[0].encode()))
+            fit = fitting_count(len(items), fixed_sizes, size)
+            if fit == len(items) or cap <= 1:
+                break
+            cap = max(1, fit)  # a pathological day: list fewer papers, each on one line
+        modes = choose_modes(len(items), self._start_mode, fixed_sizes, size)
+        for i, slot in enumerate(slots):
+            parts[slot] = self._filled(items[i], modes[i])
+        notes = []
+        if left_out(modes):
+            notes.append(f"{plural(left_out(modes), 'abstract')} left out to keep this mail small.")
+        if more:
+            notes.append(f"{plural(more, 'more paper')} not listed: this mail lists the first {len(items)}.")
+        online = self._online(period) if notes else None
+        top = self._once("top", {"toc": toc, "notes": tuple(notes), "online": online})
+        return self._assemble(email, parts, (new, updated), tuple(kw for kw, _ in listed), period, top)
+
+    def _sizer(self, items: Sequence[_Listed]) -> Size:
+        """Each listed paper's (HTML, text) bytes in a mode, cached per run across readers."""
 
         def size(i: int, mode: Mode) -> tuple[int, int]:
             it = items[i]
@@ -330,18 +352,7 @@ class DigestRenderer:
                 self._sizes[key] = (len(h.encode()), len(t.encode()))
             return self._sizes[key]
 
-        modes = choose_modes(len(items), self._start_mode,
-                             (len(fixed[1].encode()), len(fixed[0].encode())), size)
-        for i, slot in enumerate(slots):
-            parts[slot] = self._filled(items[i], modes[i])
-        notes = []
-        if left_out(modes):
-            notes.append(f"{plural(left_out(modes), 'abstract')} left out to keep this mail small.")
-        if more:
-            notes.append(f"{plural(more, 'more paper')} not listed: this mail lists the first {MAX_PAPERS}.")
-        online = self._online(period) if notes else None
-        top = self._once("top", {"toc": toc, "notes": tuple(notes), "online": online})
-        return self._assemble(email, parts, (new, updated), tuple(kw for kw, _ in listed), period, top)
+        return size
 
     def _online(self, period: str | None) -> str | None:
         """Where the whole digest can be read (issue "Archive"): the day's page, or for a

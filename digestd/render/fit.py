@@ -2,7 +2,8 @@
 
 Gmail clips an HTML part above about 102 KB, footer and unsubscribe link included. Steps, as
 the issue orders them: shorten every abstract, then drop abstracts from the last papers, then
-show the last papers on one line each; at most MAX_PAPERS papers are listed at all.
+show the last papers on one line each; at most MAX_PAPERS papers are listed at all, and fewer
+when even one line each would not fit (titles of a thousand characters).
 """
 
 from __future__ import annotations
@@ -53,3 +54,15 @@ def choose_modes(n: int, start: Mode, fixed: tuple[int, int], size: Size,
 def left_out(modes: Sequence[Mode]) -> int:
     """How many abstracts the digest does not show."""
     return sum(1 for m in modes if m in (Mode.BARE, Mode.LINE))
+
+
+def fitting_count(n: int, fixed: tuple[int, int], size: Size, budget: int = BUDGET - MARGIN) -> int:
+    """How many of the first `n` papers fit with each on one line (the last step): fewer than
+    `n` only on a pathological day, and then the rest are "not listed" like those past 250."""
+    html, text = fixed
+    for i in range(n):
+        h, t = size(i, Mode.LINE)
+        html, text = html + h, text + t
+        if html > budget or text > budget:
+            return i
+    return n
