@@ -169,6 +169,21 @@ def test_a_message_nested_too_deep_to_parse_is_left_alone_and_the_others_count(t
     assert len(list((box / "new").iterdir())) == 1  # left where it is
 
 
+def test_a_check_out_of_time_leaves_the_rest_for_the_next(tmp_path: Path) -> None:
+    """Slow messages (a subscriber's own token in 5 MB of short lines) cannot hold a run's
+    digests: past its budget a check stops, and the next reads what is left."""
+    home = instance(tmp_path, "gone@example.net", "also@example.net")
+    box = maildir(tmp_path / "bounces", fixture("postfix_permanent.eml"),
+                  fixture("postfix_permanent.eml", "also@example.net"))
+    cfg = load_config(home, {**ENV, "DIGESTD_BOUNCE_MAILDIR": str(box)})
+    got = check_bounces(cfg, at("2026-11-30"), budget=0)
+    assert got.read == 1 and got.deferred and "the rest wait for the next check" in got.summary()
+    assert len(list((box / "new").iterdir())) == 1
+    rest = check_bounces(cfg, at("2026-11-30"))
+    assert rest.read == 1 and not rest.deferred and len(rest.actions) == 1
+    assert not list((box / "new").iterdir())
+
+
 def test_a_message_that_trips_a_bounce_detector_costs_one_line_not_a_traceback(tmp_path: Path) -> None:
     """A message without From: makes a flufl.bounce detector raise IndexError; flufl logged it
     with a full traceback, which `digestd bounces` (and every run) printed."""

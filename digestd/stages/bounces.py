@@ -5,6 +5,7 @@ before the suppression list is written leaves them to be read again."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,11 @@ from digestd.store.suppressions import Suppressions, opened
 
 log = logging.getLogger(__name__)
 
+# Seconds one check may spend reading messages. A subscriber holding their own token could
+# mail slow-to-parse messages (flufl.bounce takes seconds on 5 MB of short lines); the run's
+# digests wait for the check, so past this the rest waits for the next check.
+CHECK_BUDGET = 120.0
+
 
 @dataclass(slots=True)
 class BounceCheck:
@@ -29,10 +35,12 @@ class BounceCheck:
     actions: list[str] = field(default_factory=list)  # one line per action
     ignored: list[str] = field(default_factory=list)  # not a bounce, or not about a subscriber
     unreadable: list[str] = field(default_factory=list)  # left alone
+    deferred: bool = False  # the check ran out of time: the other messages wait for the next
 
     def summary(self) -> str:
+        later = f"; the rest wait for the next check ({CHECK_BUDGET:g} s spent)" if self.deferred else ""
         return (f"bounces from {self.source}: {self.read} read, {len(self.actions)} action(s), "
-                f"{len(self.ignored)} ignored, {len(self.unreadable)} unreadable")
+                f"{len(self.ignored)} ignored, {len(self.unreadable)} unreadable{later}")
 
 
 def check_config(cfg: Config) -> None:
@@ -42,8 +50,9 @@ def check_config(cfg: Config) -> None:
                           "signed token, but no key signs it: set DIGESTD_SECRET_FILE (or DIGESTD_SECRET)")
 
 
-def check_bounces(cfg: Config, now: datetime | None = None) -> BounceCheck:
-    """Read the configured source once; BounceSourceError if it cannot be reached."""
+def check_bounces(cfg: Config, now: datetime | None = None, budget: float = CHECK_BUDGET) -> BounceCheck:
+    """Read the configured source once, for at most about `budget` seconds; BounceSourceError
+    if it cannot be reached."""
     src = cfg.bounce_source
     if src is None:
         raise ConfigError("no bounce source: set DIGESTD_BOUNCE_MAILDIR or DIGESTD_BOUNCE_IMAP_URL")
@@ -55,21 +64,27 @@ def check_bounces(cfg: Config, now: datetime | None = None) -> BounceCheck:
     if src.imap is not None:
         box = ImapBox(src.imap)
         try:
-            return _process(cfg, src.describe(), box.new(), box.mark, now)
+            return _process(cfg, src.describe(), box.new(), box.mark, now, budget)
         finally:
             box.close()
     assert src.maildir is not None
-    return _process(cfg, src.describe(), maildir_new(src.maildir), maildir_mark, now)
+    return _process(cfg, src.describe(), maildir_new(src.maildir), maildir_mark, now, budget)
 
 
 def _process(cfg: Config, where: str, items: Iterator[Fetched], mark: Callable[[str], None],
-             now: datetime) -> BounceCheck:
+             now: datetime, budget: float) -> BounceCheck:
     result = BounceCheck(where)
     done: list[str] = []
     unsubscribe: list[str] = []
     keys = _ids(cfg)
+    deadline = time.monotonic() + budget
     with opened(cfg.paths.suppressions_db) as store:
-        for item in items:
+        for n, item in enumerate(items):
+            if n and time.monotonic() > deadline:  # unmarked, so the next check reads them
+                result.deferred = True
+                log.warning("bounce check: stopped after %g s; the other messages wait for the next check",
+                            budget)
+                break
             if item.raw is None:
                 result.unreadable.append(f"{item.ref}: {item.problem}")
                 log.warning("bounce message %s left alone: %s", item.ref, item.problem)
