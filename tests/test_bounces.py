@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import imaplib
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -167,6 +168,17 @@ def test_a_message_nested_too_deep_to_parse_is_left_alone_and_the_others_count(t
     assert got.read == 1 and len(got.actions) == 1, got
     assert len(got.unreadable) == 1 and "cannot be parsed (RecursionError)" in got.unreadable[0]
     assert len(list((box / "new").iterdir())) == 1  # left where it is
+
+
+def test_a_fifo_or_a_device_in_the_maildir_is_left_alone_not_read(tmp_path: Path) -> None:
+    """A FIFO blocked the check for ever; a link to /dev/zero read without end."""
+    home = instance(tmp_path, "gone@example.net")
+    box = maildir(tmp_path / "bounces", fixture("postfix_permanent.eml"))
+    os.mkfifo(box / "new" / "1764483122.fifo.mx")
+    (box / "new" / "1764483123.zero.mx").symlink_to("/dev/zero")
+    got = check_bounces(load_config(home, {**ENV, "DIGESTD_BOUNCE_MAILDIR": str(box)}), at("2026-11-30"))
+    assert got.read == 1 and len(got.actions) == 1
+    assert sorted(u.split(": ", 1)[1] for u in got.unreadable) == ["not a regular file"] * 2
 
 
 def test_a_check_out_of_time_leaves_the_rest_for_the_next(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ import email
 import email.message
 import imaplib
 import logging
+import os
 import ssl
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,13 +144,25 @@ def maildir_new(root: Path) -> Iterator[Fetched]:
         if path.name.startswith("."):
             continue
         try:
-            size = path.stat().st_size
-            if size > MAX_BYTES:
-                yield Fetched(str(path), None, f"{size} bytes, over the {MAX_BYTES} limit")
-                continue
-            yield Fetched(str(path), path.read_bytes())
+            yield _read_message(path)
         except OSError as err:
             yield Fetched(str(path), None, err.strerror or str(err))
+
+
+def _read_message(path: Path) -> Fetched:
+    """One Maildir file, read only if it is a regular file within MAX_BYTES: a FIFO would
+    block the check for ever and a link to /dev/zero would read without end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return Fetched(str(path), None, "not a regular file")
+        if st.st_size > MAX_BYTES:
+            return Fetched(str(path), None, f"{st.st_size} bytes, over the {MAX_BYTES} limit")
+        raw = f.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        return Fetched(str(path), None, f"over the {MAX_BYTES} limit")
+    return Fetched(str(path), raw)
 
 
 def maildir_mark(ref: str) -> None:
