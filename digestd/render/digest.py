@@ -324,11 +324,13 @@ class DigestRenderer:
                                    self._once("top", {"toc": toc, "notes": (), "online": None}))
             size = self._sizer(items)
             fixed_sizes = (len(fixed[1].encode()), len(fixed[0].encode()))
+            modes = choose_modes(len(items), self._start_mode, fixed_sizes, size)
+            if not modes or modes[0] is not Mode.LINE or cap <= 1:
+                break  # it fits before the first paper had to go on one line
             fit = fitting_count(len(items), fixed_sizes, size)
-            if fit == len(items) or cap <= 1:
+            if fit == len(items):
                 break
             cap = max(1, fit)  # a pathological day: list fewer papers, each on one line
-        modes = choose_modes(len(items), self._start_mode, fixed_sizes, size)
         for i, slot in enumerate(slots):
             parts[slot] = self._filled(items[i], modes[i])
         notes = []
