@@ -122,3 +122,25 @@ def test_a_public_url_that_cannot_go_into_headers_and_links_is_refused(tmp_path:
     with pytest.raises(ConfigError, match=r"line 6: settings.public_url") as err:
         load_config(home, {"DIGESTD_SECRET": "s" * 32})
     assert says in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("  - email: b@example.org\n    paused_until: 2026-02-30\n", 7),
+        ("  - {email: b@example.org, paused_until: 2026-13-01}\n", 6),
+        ("  - email: b@example.org\n    name: 0x_\n", 7),
+        ("  - email: b@example.org\n    name: !!bool maybe\n", 7),
+    ],
+    ids=["feb30", "month13_flow", "hex_without_digits", "bool_tag"],
+)
+def test_a_value_yaml_cannot_build_is_refused_with_its_line(tmp_path: Path, value: str, line: int) -> None:
+    """ruamel lets a bare ValueError, KeyError or IndexError out for these (was "internal error")."""
+    text = "keywords: [A]\nsettings:\n  list_name: L\nsubscribers:\n  - email: a@example.org\n" + value
+    home = _home(tmp_path, text)
+    with pytest.raises(ConfigError, match=rf"subscribers.yaml, line {line}: malformed YAML: cannot read the value"):
+        load_config(home, {})
+    for args in (("status",), ("subscribers", "add", "c@example.org")):
+        proc = cli(home, *args)
+        assert proc.returncode == 2 and f"line {line}: malformed YAML" in _one_sentence(proc.stderr)
+    assert (home / "subscribers.yaml").read_text() == text

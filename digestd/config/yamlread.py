@@ -9,6 +9,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import Composer
+from ruamel.yaml.constructor import ConstructorError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, CollectionStartEvent, Event, NodeEvent, ScalarEvent
 from ruamel.yaml.nodes import MappingNode
@@ -52,6 +53,7 @@ def parse_yaml(text: str, path: Path, *, round_trip: bool = False) -> Any:
             return data
     yaml = YAML(typ="rt" if round_trip else "safe", pure=True)
     yaml.Composer = _StrictComposer
+    yaml.Constructor = _marked(yaml.Constructor)
     try:
         return yaml.load(text)
     except _Refused as err:
@@ -98,6 +100,22 @@ def line_of(path: Path, where: tuple[str | int, ...], text: str) -> int | None:
         except (AttributeError, KeyError, IndexError, TypeError):
             break
     return line
+
+
+def _marked(constructor: type[Any]) -> type[Any]:
+    """`constructor`, raising a marked ConstructorError where ruamel lets a bare ValueError,
+    KeyError or IndexError out of a scalar it cannot build (`2026-02-30`, `0x_`,
+    `!!bool maybe`), so the line is named instead of an "internal error"."""
+
+    class Marked(constructor):  # type: ignore[misc]
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            try:
+                return super().construct_object(node, deep)
+            except (ValueError, KeyError, IndexError, OverflowError) as err:
+                problem = f"cannot read the value {str(node.value)[:80]!r} ({err})"
+                raise ConstructorError(problem=problem, problem_mark=node.start_mark) from None
+
+    return Marked
 
 
 class _Refused(Exception):
