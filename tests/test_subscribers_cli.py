@@ -104,6 +104,21 @@ def test_removing_keeps_every_other_line(capsys: pytest.CaptureFixture[str], hom
     assert yaml_bytes(home).decode() == HAND.replace("- Diffusion Policy\n", "")  # "# --- people" stays
 
 
+def test_an_edit_of_a_symlinked_file_writes_its_target(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """subscribers.yaml kept elsewhere (a config repository) and linked in: the edit goes to the
+    target and the link stays (was: the link replaced by a copy, the target never edited)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "subscribers.yaml").write_text(HAND, encoding="utf-8")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "subscribers.yaml").symlink_to(repo / "subscribers.yaml")
+    assert run_cli(capsys, home, "subscribers", "add", "dave@example.org")[0] == 0
+    assert (home / "subscribers.yaml").is_symlink()
+    assert "- email: dave@example.org\n" in (repo / "subscribers.yaml").read_text()
+    assert sorted(p.name for p in repo.iterdir()) == ["subscribers.yaml"]  # no temp file left
+
+
 def test_add_to_a_new_instance_keeps_its_comments(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from digestd.config.instance import INIT_YAML
 

@@ -34,7 +34,7 @@ def edit(home: Path, change: Change) -> list[str]:
     changed, and only if the result is a valid instance; a refused edit raises UsageError and
     leaves the file byte-identical.
     """
-    path = Paths(home).subscribers
+    path = _followed(Paths(home).subscribers)
     with _edit_lock(home):
         text = read_yaml_text(path)
         done = line_edit(path, text, change) or round_trip_edit(path, text, change)
@@ -44,6 +44,12 @@ def edit(home: Path, change: Change) -> list[str]:
         atomic.sweep_leftovers(path)  # a killed edit's temp files (we hold the edit lock)
         write_atomic(path, done.text)
         return done.said
+
+
+def _followed(path: Path) -> Path:
+    """The file a symlinked subscribers.yaml points to (kept in a config repository, say): the
+    edit replaces that file, so the link stays a link and the next read sees the edit."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def _read_back(path: Path, done: Edited) -> Any:
