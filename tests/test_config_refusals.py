@@ -45,12 +45,25 @@ def test_a_timezone_that_names_a_folder_or_is_too_long_is_unknown(tmp_path: Path
         ({"DIGESTD_SMTP_PORT": "0"}, "DIGESTD_SMTP_PORT must be a port number, not '0'"),
         ({"DIGESTD_SMTP_TIMEOUT": "nan"}, "DIGESTD_SMTP_TIMEOUT must be a number of seconds, not 'nan'"),
         ({"DIGESTD_SMTP_BACKOFF": "inf"}, "DIGESTD_SMTP_BACKOFF must be a number of seconds, not 'inf'"),
+        ({"DIGESTD_SMTP_TIMEOUT": "0"}, "DIGESTD_SMTP_TIMEOUT must be more than 0 seconds"),
+        ({"DIGESTD_SMTP_DATA_TIMEOUT": "0"}, "DIGESTD_SMTP_DATA_TIMEOUT must be more than 0 seconds"),
+        ({"DIGESTD_ARXIV_TIMEOUT": "0"}, "DIGESTD_ARXIV_TIMEOUT must be more than 0 seconds"),
+        ({"DIGESTD_ARXIV_TIMEOUT": "1e300"}, "DIGESTD_ARXIV_TIMEOUT must be at most 86400 seconds (a day), not '1e300'"),
+        ({"DIGESTD_SMTP_BACKOFF": "1e9"}, "DIGESTD_SMTP_BACKOFF must be at most 86400 seconds (a day), not '1e9'"),
+        ({"DIGESTD_ARXIV_DELAY": "86401"}, "DIGESTD_ARXIV_DELAY must be at most 86400 seconds (a day), not '86401'"),
     ],
 )
 def test_smtp_numbers_out_of_range_are_refused(env: dict[str, str], says: str) -> None:
     with pytest.raises(ConfigError) as err:
         read_environment({"DIGESTD_SMTP_HOST": "127.0.0.1", **env}, Settings())
     assert str(err.value) == says
+
+
+@pytest.mark.parametrize("env", [{"DIGESTD_ARXIV_TIMEOUT": "0"}, {"DIGESTD_ARXIV_TIMEOUT": "1e300"}])
+def test_an_arxiv_timeout_no_fetch_can_use_is_refused_before_the_run(tmp_path: Path, env: dict[str, str]) -> None:
+    """Was accepted, then every keyword failed at run time (ValueError, OverflowError), exit 75."""
+    proc = cli(_home(tmp_path), "run", "--dry-run", env={"DIGESTD_ARXIV_API_URL": "http://127.0.0.1:9/", **env})
+    assert proc.returncode == 2 and "DIGESTD_ARXIV_TIMEOUT must be" in _one_sentence(proc.stderr)
 
 
 def test_a_secret_file_that_is_not_text_is_refused_without_showing_it(tmp_path: Path) -> None:

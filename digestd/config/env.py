@@ -22,6 +22,9 @@ from digestd.config.values import control_character, looks_like_email
 from digestd.errors import ConfigError
 
 _SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+# The longest wait any DIGESTD_* number of seconds may ask for: beyond it a timeout overflows
+# the socket layer (1e300: "timestamp out of range") or a delay outlives the daily timer.
+MAX_SECONDS = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +56,7 @@ def read_environment(env: Mapping[str, str], settings: Settings) -> Environment:
         smtp=smtp_from_env(env),
         arxiv_url=_arxiv_url(env),
         arxiv_delay=_seconds(env, "DIGESTD_ARXIV_DELAY", 3.0),
-        arxiv_timeout=_seconds(env, "DIGESTD_ARXIV_TIMEOUT", 30.0),
+        arxiv_timeout=_seconds(env, "DIGESTD_ARXIV_TIMEOUT", 30.0, timeout=True),
         arxiv_max_bytes=_positive_int(env, "DIGESTD_ARXIV_MAX_BYTES", DEFAULT_ARXIV_MAX_BYTES),
         secret=secret.encode("utf-8") if secret else None,
         previous_secrets=previous_secrets(env),
@@ -111,11 +114,11 @@ def smtp_from_env(env: Mapping[str, str]) -> SmtpSettings | None:
         security,
         username,
         password,
-        timeout=_seconds(env, "DIGESTD_SMTP_TIMEOUT", 30.0),
+        timeout=_seconds(env, "DIGESTD_SMTP_TIMEOUT", 30.0, timeout=True),
         retries=int(retries_text),
         backoff=_seconds(env, "DIGESTD_SMTP_BACKOFF", 2.0),
         ca_file=ca_file,
-        data_timeout=_seconds(env, "DIGESTD_SMTP_DATA_TIMEOUT", 600.0),
+        data_timeout=_seconds(env, "DIGESTD_SMTP_DATA_TIMEOUT", 600.0, timeout=True),
     )
 
 
@@ -134,7 +137,9 @@ def _check_credentials(username: str | None, password: str | None, security: str
         )
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, *, timeout: bool = False) -> float:
+    """A number of seconds up to MAX_SECONDS; a timeout must be more than 0 (0 means "do not
+    wait at all" to sockets, so every fetch or delivery would fail at run time instead)."""
     text = env.get(name, "").strip()
     if not text:
         return default
@@ -146,6 +151,10 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number of seconds, not {text!r}")
     if value < 0:
         raise ConfigError(f"{name} must not be negative")
+    if timeout and value == 0:
+        raise ConfigError(f"{name} must be more than 0 seconds")
+    if value > MAX_SECONDS:
+        raise ConfigError(f"{name} must be at most {MAX_SECONDS:.0f} seconds (a day), not {text!r}")
     return value
 
 
