@@ -21,7 +21,7 @@ from digestd.ops import alerts
 from digestd.render.digest import check_templates
 from digestd.source.arxiv import PaperSource
 from digestd.stages import bounces, collect, follow, publish, queue, send, site
-from digestd.store import atomic
+from digestd.store import atomic, suppressions
 from digestd.store.lock import RunLock
 from digestd.store.outbox import Outbox
 from digestd.store.papers import PaperStore
@@ -82,6 +82,7 @@ def _run(
     outbox = Outbox(cfg.paths.outbox_db, read_only=not writing)
     try:
         if writing:  # bounces first: an address that died since the last run is not mailed again
+            suppressions.check_whole(cfg.paths.suppressions_db)
             report.messages.extend(bounces.before_run(cfg, now))
         cursors = outbox.load_cursors()
         if mailing and (earlier := outbox.pending()):  # what an earlier run left goes first

@@ -397,6 +397,37 @@ def test_run_reads_bounces_first_sends_with_verp_and_skips_suppressed(tmp_path: 
     assert got is not None and got.address_id == verp_id(SECRET, "ada@example.org")
 
 
+@pytest.mark.parametrize("with_source", [False, True], ids=["no_bounce_source", "bounce_source"])
+def test_a_broken_suppression_list_stops_the_run_before_anyone_is_mailed(tmp_path: Path, with_source: bool) -> None:
+    """Was: without a bounce source every run failed read-only, saying "the next run moves it
+    aside" (it never did); with one, the bounce check moved it aside and the same run mailed
+    the addresses it held. Now the run moves it aside and stops, like papers.json."""
+    home = write_instance(tmp_path / "home", ["Vision"], [{"email": "gone@example.net"},
+                                                         {"email": "ada@example.org"}],
+                          bounce_address=BOUNCES, timezone="UTC")
+    handler = Envelopes()
+    server = Controller(handler, hostname="127.0.0.1", port=free_port())
+    server.start()
+    try:
+        env = {**ENV, **smtp_env(server)}
+        if with_source:
+            env["DIGESTD_BOUNCE_MAILDIR"] = str(maildir(tmp_path / "b"))
+        with FakeArxiv({"Vision": make_papers("Vision", 3, date="2026-11-19")}) as fake:
+            run_once(home, fake, env=env, now=at("2026-11-19"))  # the baseline
+            _suppress(home, "gone@example.net")
+            path = home / "state" / "suppressions.json"
+            path.write_text(path.read_text()[:40])  # cut short
+            fake.feeds["Vision"] = [*make_papers("Vision", 2, first=50, date="2026-11-20"),
+                                    *fake.feeds["Vision"]]
+            with pytest.raises(StateError, match=r"suppressions.json is unreadable .* moved to .*Restore it"):
+                run_once(home, fake, env=env, now=at("2026-11-20"))
+            assert handler.seen == [] and list(path.parent.glob("suppressions.json.corrupt-*"))
+            run_once(home, fake, env=env, now=at("2026-11-20", 13))  # the next run starts afresh
+    finally:
+        server.stop()
+    assert sorted(r for _, rcpt in handler.seen for r in rcpt) == ["ada@example.org", "gone@example.net"]
+
+
 # --- point 3 and 7: the CLI --------------------------------------------------------------------
 
 

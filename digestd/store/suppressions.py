@@ -23,7 +23,10 @@ from digestd.core import fields as f
 from digestd.core.bounce_policy import SoftBounce, Suppression, recent
 from digestd.store.db import check_each, check_single, check_tables, commit, open_db, put_single, single
 
-AFRESH = "digestd starts a new, empty suppression list: check `digestd subscribers list` for dead addresses"
+AFRESH = (
+    "Restore it from a backup, or run again and digestd starts a new, empty suppression list "
+    "(the addresses it held may be mailed again): check `digestd subscribers list` for dead addresses"
+)
 
 
 def _check_forgotten(_key: str, doc: Any) -> object:
@@ -156,6 +159,15 @@ def blocked(path: Path, emails: Iterable[str]) -> set[str]:
         hashes = s.hashes()
         wanted = {e.lower() for e in emails}
         return {e for e in wanted if e in records or (hashes and s.hash(e) in hashes)}
+
+
+def check_whole(path: Path) -> None:
+    """Open the list for writing once, before a run mails anyone: a broken one is moved aside and
+    stops that run (StateError), like papers.json, instead of failing every run read-only or
+    being set aside by the bounce check while the same run mails the addresses it held."""
+    if path.exists():
+        with opened(path):
+            pass
 
 
 @dataclass(frozen=True, slots=True)
