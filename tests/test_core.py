@@ -140,6 +140,25 @@ def test_markers_replace_only_between() -> None:
     assert whole == "# Daily Papers\n\nLast update: 2026-11-22\n\n"
 
 
+def test_a_keyword_name_in_a_heading_stays_text() -> None:
+    """Was written raw: `<!--` hid every later section on GitHub, `[x](url)` made a link, and
+    the archive's day pages did the same with keyword and list names."""
+    from digestd.site.days import Day, KeywordDay
+    from digestd.site.markdown import day_markdown
+
+    header = jinja2.Environment(keep_trailing_newline=True).from_string("# Daily Papers\n\n")
+    names = ["Sparse <!-- attention", "[x](https://evil.example)", "<img src=x>", "Video Anomaly Detection"]
+    out = render_readme(header, "2026-11-22", [(n, [paper(1)]) for n in names], max_results=100)
+    heads = [line for line in out.splitlines() if line.startswith("## ")]
+    assert heads == ["## Sparse &lt;!-- attention", "## [x]\\(https://evil.example)", "## &lt;img src=x>",
+                     "## Video Anomaly Detection"]  # a plain name as before: the snapshots stay
+    kept = render_readme(header, "2026-11-23", [(n, []) for n in names], max_results=100, existing=out,
+                         failed=names)  # a failed keyword's section is still found and kept
+    assert kept.replace("2026-11-23", "2026-11-22") == out
+    day = day_markdown(Day("2026-11-22", (KeywordDay("<!-- K", (paper(1),), ()),)), "L <!--")
+    assert day.startswith("# L &lt;!--: 2026-11-22\n\n## &lt;!-- K\n\n")
+
+
 def test_keyword_default_queries() -> None:
     assert (
         Keyword("Video Anomaly Detection").search_query

@@ -37,6 +37,12 @@ def _even_trailing_backslashes(text: str) -> str:
     return text + "\\" if trailing % 2 else text
 
 
+def heading(level: int, text: str) -> str:
+    """A Markdown heading line whose text (a keyword or list name) stays text, escaped as a
+    cell is: `<!--` would hide the rest of the file on GitHub, `[x](url)` would be a link."""
+    return f"{'#' * level} {cell(text)}\n"
+
+
 def comment_cell(comment: str | None) -> str:
     text = cell(comment or "")
     if len(text) <= 20:
@@ -71,7 +77,7 @@ def render_sections(
         if name in keep:
             parts.append(keep[name])
             continue
-        parts.append(f"## {name}\n")
+        parts.append(heading(2, name))
         parts.append(TABLE_HEAD)
         parts.extend(row(p) for p in papers)
         parts.append("\n")
@@ -122,7 +128,7 @@ def render_readme(
 
     The sections of `failed` keywords stay as `existing` shows them, byte for byte."""
     old = existing_sections(existing)
-    body = render_sections(date, sections, {k: old[k] for k in failed if k in old})
+    body = render_sections(date, sections, {k: old[h] for k in failed if (h := cell(k)) in old})
     parts = _split(existing)
     if parts is not None:
         before, _, after = parts

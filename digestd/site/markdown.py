@@ -3,14 +3,14 @@ people who browse the instance as a git repository."""
 
 from __future__ import annotations
 
-from digestd.render.readme import TABLE_HEAD, row
+from digestd.render.readme import TABLE_HEAD, heading, row
 from digestd.site.days import Day
 
 
 def day_markdown(day: Day, list_name: str) -> str:
-    parts = [f"# {list_name}: {day.day}\n\n"]
+    parts = [heading(1, f"{list_name}: {day.day}"), "\n"]
     for kd in day.keywords:
-        parts.append(f"## {kd.keyword}\n\n")
+        parts.extend((heading(2, kd.keyword), "\n"))
         if kd.new:
             parts.append(TABLE_HEAD)
             parts.extend(row(p) for p in kd.new)
