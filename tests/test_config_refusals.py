@@ -3,6 +3,7 @@ one sentence naming what to fix, with the exit code of a user's mistake (2) or a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,33 @@ def test_a_value_yaml_cannot_build_is_refused_with_its_line(tmp_path: Path, valu
         proc = cli(home, *args)
         assert proc.returncode == 2 and f"line {line}: malformed YAML" in _one_sentence(proc.stderr)
     assert (home / "subscribers.yaml").read_text() == text
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "too_large"])
+def test_a_subscribers_yaml_that_is_no_bounded_file_is_refused(tmp_path: Path, kind: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was: a FIFO blocked for ever, /dev/zero (or a runaway file) ran into "internal error:
+    MemoryError"."""
+    from digestd.config import yamlread
+
+    home = _home(tmp_path)
+    path = home / "subscribers.yaml"
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    else:
+        monkeypatch.setattr(yamlread, "MAX_YAML_BYTES", 16)
+        path.write_text(BASE, encoding="utf-8")
+    says = "is larger than" if kind == "too_large" else "it is not a regular file"
+    with pytest.raises(ConfigError, match=says):
+        load_config(home, {})
+    if kind != "too_large":
+        proc = cli(home, "status", timeout=20)
+        assert proc.returncode == 2 and says in _one_sentence(proc.stderr)
+
+
+def test_crlf_line_ends_still_read_as_before(tmp_path: Path) -> None:
+    home = _home(tmp_path, BASE.replace("\n", "\r\n"))
+    assert load_config(home, {}).settings.list_name == "L"

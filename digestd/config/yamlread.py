@@ -4,6 +4,7 @@ strict composer otherwise), and the line of a node for an error message."""
 from __future__ import annotations
 
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,24 @@ from digestd.errors import ConfigError
 # a space, fast_yaml keeps them). Tab, \n and \r stay: YAML whitespace and line ends.
 _RAW_CONTROL = re.compile("[^\t\n\r -~\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_YAML_BYTES = 64 * 2**20  # 100,000 subscribers are about 10 MB
 
 
 def read_yaml_text(path: Path) -> str:
-    """The text of subscribers.yaml, or a sentence saying how to create it."""
+    """The text of subscribers.yaml, or a sentence saying how to create it. Only a regular file
+    of at most MAX_YAML_BYTES is read: a FIFO would block for ever, /dev/zero or a runaway
+    file would end in a MemoryError."""
     try:
-        return path.read_text(encoding="utf-8")
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ConfigError(f"cannot read {path}: it is not a regular file")
+        with path.open("rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise ConfigError(
+                f"{path} is larger than {MAX_YAML_BYTES // 2**20} MiB (about 600,000 subscribers); "
+                "is it the right file?"
+            )
+        return raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads
     except FileNotFoundError:
         raise ConfigError(
             f"{path} does not exist: run `digestd init` to create an instance there, or pass --home DIR"
