@@ -139,6 +139,25 @@ def test_run_logs_plain_lines_and_summary(tmp_path: Path, smtp: tuple[object, ob
     assert len(inbox.messages) == 1  # type: ignore[attr-defined]
 
 
+def test_a_password_in_an_arxiv_or_imap_url_is_never_shown_or_stored(tmp_path: Path) -> None:
+    """Was echoed in every fetch failure line, stored in papers.json (and so in `status` and
+    alert mail), and in the refusal of a bad URL."""
+    write_instance(tmp_path, [KW], [{"email": "alice@example.org"}], timezone="UTC")
+    port = free_port()
+    proc = cli(tmp_path, "run", env={"DIGESTD_ARXIV_API_URL": f"http://mirror:s3cr3t@127.0.0.1:{port}/api",
+                                     "DIGESTD_ARXIV_TIMEOUT": "2"})
+    assert proc.returncode == 75 and f"cannot reach arXiv at http://***@127.0.0.1:{port}/api" in proc.stderr
+    for env in ({"DIGESTD_ARXIV_API_URL": "ftp://mirror:s3cr3t@127.0.0.1/api"},
+                {"DIGESTD_BOUNCE_IMAP_URL": "imaps://bounces:s3cr3t@mail.example.org:99999/INBOX"}):
+        refused = cli(tmp_path, "run", "--dry-run", env=env)
+        assert refused.returncode == 2 and "***@" in refused.stderr
+        proc.stderr += refused.stdout + refused.stderr
+    status = cli(tmp_path, "status", "--json")
+    said = proc.stdout + proc.stderr + status.stdout + status.stderr
+    stored = "".join(p.read_text(errors="replace") for p in (tmp_path / "state").rglob("*") if p.is_file())
+    assert "s3cr3t" not in said and "s3cr3t" not in stored
+
+
 def test_unreachable_arxiv_and_smtp_exit_75_and_keep_state(tmp_path: Path) -> None:
     write_instance(tmp_path, [KW], [{"email": "alice@example.org"}], timezone="UTC")
     dead = f"http://127.0.0.1:{free_port()}/api/query"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from digestd.core.links import shown_url
 from digestd.errors import ConfigError
 
 
@@ -57,7 +58,7 @@ def _imap(env: Mapping[str, str], url: str) -> ImapSource:
         parts = urlsplit(url)
         port = parts.port or 993
     except ValueError:
-        raise ConfigError(f"{hint}, not {url!r}") from None
+        raise ConfigError(f"{hint}, not {shown_url(url)!r}") from None
     if parts.scheme != "imaps" or not parts.hostname or not parts.username or parts.password:
         raise ConfigError(f"{hint} (the password goes in DIGESTD_BOUNCE_IMAP_PASSWORD_FILE)")
     folder = unquote(parts.path.lstrip("/")) or "INBOX"

@@ -19,6 +19,7 @@ from digestd.config.settings import (
     SmtpSettings,
 )
 from digestd.config.values import control_character, looks_like_email
+from digestd.core.links import shown_url
 from digestd.errors import ConfigError
 
 _SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
@@ -177,5 +178,5 @@ def _arxiv_url(env: Mapping[str, str]) -> str:
     except ValueError:  # a bad port or IPv6 literal
         ok = False
     if not ok or any(c.isspace() for c in url):
-        raise ConfigError(f"DIGESTD_ARXIV_API_URL must be an http(s) URL, not {url!r}")
+        raise ConfigError(f"DIGESTD_ARXIV_API_URL must be an http(s) URL, not {shown_url(url)!r}")
     return url

@@ -14,6 +14,16 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from digestd.core.models import Paper
 
+# The `user:password@` of a URL (scheme optional; up to the last "@" before the path).
+_USERINFO = re.compile(r"^((?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//)[^/?#]*@")
+
+
+def shown_url(url: str) -> str:
+    """`url` as a message, a log line or a state file may show it: a `user:password@` in it
+    (a mirror behind basic auth, a password pasted into the URL) becomes `***@`."""
+    return _USERINFO.sub(r"\1***@", url, count=1)
+
+
 ARXIV_HOSTS = frozenset({"arxiv.org", "export.arxiv.org", "www.arxiv.org"})
 # Hosts whose URLs in an entry's comment become links: code, data, models, reviews, DOIs.
 CODE_HOSTS = frozenset(

@@ -31,6 +31,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.response import HTTPResponse
 
 from digestd import __version__
+from digestd.core.links import shown_url
 from digestd.errors import FetchError
 
 USER_AGENT = f"digestd/{__version__} (daily arXiv digest; +https://github.com/)"
@@ -271,7 +272,7 @@ class BoundedHttp:
                 what = "finish answering" if answered else "answer"
                 raise FetchError(f"arXiv did not {what} within {timeout:g} s") from None
             if isinstance(err, requests.ConnectionError) and not answered:
-                raise FetchError(f"cannot reach arXiv at {url}: {_reason(err)}") from None
+                raise FetchError(f"cannot reach arXiv at {shown_url(url)}: {_reason(err)}") from None
             raise FetchError(f"request to arXiv failed: {_reason(err)}") from None
 
     def _follow(self, url: str, params: Mapping[str, str], timeouts: tuple[float, float]
