@@ -188,6 +188,16 @@ def test_a_malformed_bibtex_file_is_named_with_line_and_entry(
     assert str(err.value).startswith(f"{tmp_path / 'refs.bib'}, line {line}: {message}")
 
 
+def test_a_bibtex_path_that_is_a_fifo_or_a_folder_is_refused_at_once(tmp_path: Path) -> None:
+    """Was: a FIFO named as interests blocked every command that loads the configuration."""
+    os.mkfifo(tmp_path / "pipe.bib")
+    (tmp_path / "dir.bib").mkdir()
+    for name in ("pipe.bib", "dir.bib"):
+        write_instance(tmp_path, [MIXED], [{"email": "alice@example.org", "interests": [name]}])
+        with pytest.raises(ConfigError, match=rf"name '{name}', which cannot be read \(not a regular file\)"):
+            load_config(tmp_path, {})
+
+
 def test_an_unreadable_bibtex_file_exits_2_and_changes_nothing(tmp_path: Path) -> None:
     write_instance(tmp_path, [MIXED], [{"email": "alice@example.org", "interests": ["2506.05175", "gone.bib"]}])
     line = next(n for n, t in enumerate((tmp_path / "subscribers.yaml").read_text().splitlines(), 1)

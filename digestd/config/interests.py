@@ -4,6 +4,8 @@ configuration loads, so a malformed one stops everything before anything is chan
 
 from __future__ import annotations
 
+import errno
+import stat
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -82,6 +84,8 @@ def _read_bib(
     """The entries of one BibTeX file, or ConfigError naming the file (and line, entry)."""
     path = paths.home / entry
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the load for ever
+            raise OSError(errno.EINVAL, "not a regular file")
         with path.open("rb") as f:
             raw = f.read(MAX_BIB_BYTES + 1)
     except OSError as err:
