@@ -12,7 +12,7 @@ from conftest import cli
 from digestd.config.env import read_environment
 from digestd.config.load import load_config
 from digestd.config.settings import Settings
-from digestd.errors import ConfigError
+from digestd.errors import ConfigError, UsageError
 
 BASE = "keywords: [A]\nsubscribers:\n  - email: a@example.org\nsettings:\n  list_name: L\n"
 
@@ -188,3 +188,29 @@ def test_a_subscribers_yaml_that_is_no_bounded_file_is_refused(tmp_path: Path, k
 def test_crlf_line_ends_still_read_as_before(tmp_path: Path) -> None:
     home = _home(tmp_path, BASE.replace("\n", "\r\n"))
     assert load_config(home, {}).settings.list_name == "L"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "too_large"])
+def test_a_csv_to_import_that_is_no_bounded_file_is_refused(tmp_path: Path, kind: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Was: a FIFO blocked `subscribers import` for ever, /dev/zero ran into "internal error:
+    MemoryError"."""
+    from digestd.config import csvio
+
+    home = _home(tmp_path)
+    path = tmp_path / "in.csv"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    else:
+        monkeypatch.setattr(csvio, "MAX_CSV_BYTES", 16)
+        path.write_text("email\nb@example.org\nc@example.org\n", encoding="utf-8")
+    says = "is larger than" if kind == "too_large" else "it is not a regular file"
+    with pytest.raises(UsageError, match=says):
+        csvio.read_rows(path)
+    if kind != "too_large":
+        before = (home / "subscribers.yaml").read_bytes()
+        proc = cli(home, "subscribers", "import", str(path), timeout=20)
+        assert proc.returncode == 2 and says in _one_sentence(proc.stderr)
+        assert (home / "subscribers.yaml").read_bytes() == before

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from digestd.core.models import Frequency, SubscriberStatus
 from digestd.errors import UsageError
 
 COLUMNS = ("email", "name", "keywords", "frequency", "status")
+MAX_CSV_BYTES = 64 * 2**20  # 100,000 subscribers are about 5 MB of CSV
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +83,7 @@ def _row(line: int, row: dict[str, str]) -> CsvRow:
 def _raw_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     """(line number, row by column name); columns by header if the first row names them, else
     in the order email, name, keywords, frequency, status."""
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) else "it is not UTF-8 text"
-        raise UsageError(f"cannot read {csv_path}: {reason}") from None
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(_read_text(csv_path)))
     columns: tuple[str, ...] = COLUMNS
     out: list[tuple[int, dict[str, str]]] = []
     try:
@@ -105,6 +102,22 @@ def _raw_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     except csv.Error as err:  # an unclosed quote, a cell past the field size limit
         raise UsageError(f"{csv_path}, line {reader.line_num}: {err}; nothing was imported") from None
     return out
+
+
+def _read_text(csv_path: Path) -> str:
+    """The file's text: only a regular file of at most MAX_CSV_BYTES (a FIFO would block for
+    ever, /dev/zero would end in a MemoryError), UTF-8 with or without a BOM."""
+    try:
+        if not stat.S_ISREG(csv_path.stat().st_mode):
+            raise UsageError(f"cannot read {csv_path}: it is not a regular file")
+        with csv_path.open("rb") as f:
+            raw = f.read(MAX_CSV_BYTES + 1)
+        if len(raw) > MAX_CSV_BYTES:
+            raise UsageError(f"{csv_path} is larger than {MAX_CSV_BYTES // 2**20} MiB; import it in parts")
+        return raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "it is not UTF-8 text"
+        raise UsageError(f"cannot read {csv_path}: {reason}") from None
 
 
 def _header(csv_path: Path, line: int, cells: list[str]) -> tuple[str, ...]:
