@@ -209,6 +209,7 @@ def write_csv(path: Path, text: str) -> Path:
     ("carol@example.org,Carol,,monthly\n", "line 1: 'monthly' is not a frequency: use daily or weekly"),
     ("email,colour\ncarol@example.org,red\n", "line 1: unknown column 'colour'"),
     ("carol@example.org,Carol,,daily,active,extra\n", "line 1: 6 columns, expected at most 5"),
+    ("email,name,Email\ncarol@example.org,Carol,dave@example.org\n", "line 1: column 'email' is named twice"),
 ])
 def test_import_refuses_the_whole_file(capsys: pytest.CaptureFixture[str], home: Path, rows: str,
                                        message: str) -> None:

@@ -127,4 +127,7 @@ def _header(csv_path: Path, line: int, cells: list[str]) -> tuple[str, ...]:
     if unknown:
         raise UsageError(f"{csv_path}, line {line}: unknown column {unknown[0]!r} "
                          f"(known: {', '.join(COLUMNS)}); nothing was imported")
+    twice = next((c for i, c in enumerate(columns) if c in columns[:i]), None)
+    if twice:  # which of the two cells counts would be a guess (the last one did, silently)
+        raise UsageError(f"{csv_path}, line {line}: column {twice!r} is named twice; nothing was imported")
     return columns
