@@ -171,6 +171,25 @@ def test_state_path_that_is_a_folder_is_named_with_the_os_reason(tmp_path: Path,
         assert path.is_dir()  # not moved aside
 
 
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero"])
+@pytest.mark.parametrize("name", ["papers.json", "outbox.json", "suppressions.json"])
+def test_a_state_path_that_is_a_fifo_or_a_device_is_named_not_read(tmp_path: Path, name: str, kind: str) -> None:
+    """Was: a FIFO blocked `status` and `run` for ever, /dev/zero ended in "internal error:
+    MemoryError"; nothing is moved aside (it is no file of ours)."""
+    home = write_instance(tmp_path / "home", [KW], [{"email": "alice@example.org"}])
+    path = home / "state" / name
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    for args in (("status",), ("run", "--no-mail")):
+        proc = cli(home, *args, env={"DIGESTD_ARXIV_API_URL": "http://127.0.0.1:9/"}, timeout=20)
+        assert proc.returncode == 1, proc.stderr
+        assert f"cannot read state file {path}: not a regular file" in proc.stderr
+        no_traceback(proc)
+    assert path.is_fifo() if kind == "fifo" else path.is_symlink()
+
+
 def test_state_folder_as_the_cli_sees_it(tmp_path: Path) -> None:
     home = write_instance(tmp_path / "home", [KW], [{"email": "alice@example.org"}])
     (home / "state" / "papers.json").mkdir()

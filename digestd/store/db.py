@@ -9,7 +9,9 @@ always inserted it into an empty table, which gives id 1.
 
 from __future__ import annotations
 
+import errno
 import json
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +48,9 @@ class AtomicJSONStorage(Storage):
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         try:
+            mode = self.path.stat().st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):  # a folder: read_bytes says so
+                raise OSError(errno.EINVAL, "not a regular file")  # a FIFO blocks, /dev/zero fills memory
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
