@@ -75,8 +75,10 @@ def test_a_secret_file_that_is_not_text_is_refused_without_showing_it(tmp_path: 
     assert str(err.value) == f"cannot read DIGESTD_SECRET_FILE {secret}: it is not UTF-8 text"
 
 
-def test_a_max_rate_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
-    home = _home(tmp_path, BASE + "  max_rate: .nan\n")
+@pytest.mark.parametrize("rate", [".nan", "true", "1e-300", "0.0009"])
+def test_a_max_rate_that_is_not_a_number_is_refused(tmp_path: Path, rate: str) -> None:
+    """1e-300 (or anything under MIN_RATE) made the run sleep for ever after its first message."""
+    home = _home(tmp_path, BASE + f"  max_rate: {rate}\n")
     with pytest.raises(ConfigError, match=r"line 6: settings\.max_rate must be a positive number"):
         load_config(home, {})
 

@@ -45,6 +45,9 @@ _INT_SETTINGS = {
     "feed_entries": (1, 10000),
     "archive_days": (1, 36500),
 }
+# The slowest max_rate: one message every 1,000 s. Slower is a typo (1e-300 made the run wait
+# for ever after its first message, holding the run lock, so every later run exited 75).
+MIN_RATE = 0.001
 
 def parse_settings(raw: Any) -> Settings:
     """The `settings:` block, every value checked for type and range."""
@@ -95,9 +98,13 @@ def _check_values(s: Settings) -> None:
         raise Invalid(
             ("settings", "weekly_day"), f"settings.weekly_day must be one of {', '.join(WEEKDAYS)}"
         )
-    if s.max_rate is not None and (not isinstance(s.max_rate, int | float) or not s.max_rate > 0):  # NaN too
+    if s.max_rate is not None and (
+        isinstance(s.max_rate, bool) or not isinstance(s.max_rate, int | float) or not s.max_rate >= MIN_RATE
+    ):  # NaN too
         raise Invalid(
-            ("settings", "max_rate"), "settings.max_rate must be a positive number of messages per second"
+            ("settings", "max_rate"),
+            f"settings.max_rate must be a positive number of messages per second, at least {MIN_RATE:g} "
+            f"(one message every {1 / MIN_RATE:,.0f} s)",
         )
     if s.public_url is not None and (why := url_problem(str(s.public_url))):
         raise Invalid(("settings", "public_url"), f"settings.public_url {why}")
