@@ -85,7 +85,9 @@ BAD: list[tuple[Any, str]] = [
     ({"name": "V", "categories": ["cs.VC"]}, "keyword 'V': 'cs.VC' is not an arXiv category (did you mean cs.CV?)"),
     ({"name": "V", "categories": ["CS.cv"]}, "did you mean cs.CV?"),
     ({"name": "V", "exclude": ['a "b"']}, "must not contain quotes"),
-    ({"name": "V", "phrase": ""}, "the phrase of 'V' is empty"),
+    ({"name": "V", "phrase": ""}, ": the phrase of 'V' is empty"),  # was "the the phrase"
+    ({"name": "V", "exclude": [5]}, "the excluded phrase 1 of 'V' must be text, not '5'"),  # was "is empty"
+    ({"name": "V", "authors": [["Y Z"]]}, "the author name 1 of 'V' must be text, not \"['Y Z']\""),
     ({"name": "V", "query": "au:x", "authors": ["Y Z"]}, "either `query:` or `authors:`"),
     ({"name": "V", "autors": ["Y Z"]}, "did you mean 'authors'?"),
 ]

@@ -44,7 +44,7 @@ def follow_fields(item: dict[str, Any], name: str) -> FollowFields:
             raise FieldProblem(("categories", i), f"keyword {name!r}: {why}")
     phrase = item.get("phrase")
     if phrase is not None:
-        phrase = _phrase(("phrase",), phrase, f"the phrase of {name!r}")
+        phrase = _phrase(("phrase",), phrase, f"phrase of {name!r}")
     authors = _phrases(item, "authors", name, "author name")
     if item.get("query") and (authors or phrase):
         why = "write either `query:` or `authors:`/`phrase:`, not both"
@@ -101,7 +101,9 @@ def _phrases(item: dict[str, Any], key: str, name: str, what: str) -> tuple[str,
 
 def _phrase(where: tuple[str | int, ...], value: Any, what: str) -> str:
     """One phrase of an arXiv query: non-empty text, no double quote, spaces collapsed."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):  # a number or a list is not an empty phrase
+        raise FieldProblem(where, f"the {what} must be text, not {str(value)[:80]!r}")
+    if not value.strip():
         raise FieldProblem(where, f"the {what} is empty; write a name or remove the line")
     if '"' in value or any(c in value for c in "()"):
         raise FieldProblem(where, f"the {what} ({value[:80]!r}) must not contain quotes or parentheses")
