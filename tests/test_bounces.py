@@ -493,3 +493,18 @@ def test_export_and_forget_personal_data(tmp_path: Path, incli: Callable[..., Ra
     # a stale copy of the YAML cannot mail it again: re-adding is refused
     refused = incli(home, "subscribers", "add", "Gone@Example.net")
     assert refused.returncode == 2 and "forgotten" in refused.stderr
+
+
+def test_a_line_of_the_sent_archive_that_is_not_json_is_named(tmp_path: Path, incli: Callable[..., Ran]) -> None:
+    """Was "internal error: JSONDecodeError" from export and forget."""
+    import gzip
+
+    home = instance(tmp_path, "ada@example.org")
+    sent = home / "state" / "sent"
+    sent.mkdir(parents=True)
+    (sent / "2026-11-01.jsonl.gz").write_bytes(gzip.compress(b'{"email":"ada@example.org"}\n{"email":"ad\n'))
+    for command in ("export", "forget"):
+        got = incli(home, "subscribers", command, "ada@example.org")
+        assert got.returncode == 1 and "Traceback" not in got.stderr
+        assert f"cannot read the sent archive {sent / '2026-11-01.jsonl.gz'}, line 2: it is not a JSON record" \
+            in got.stderr

@@ -31,8 +31,8 @@ def _same(email: str) -> Any:
 def _archived(folder: Path, email: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.jsonl.gz")) if folder.is_dir() else ():
-        for line in _read_gz(path).splitlines():
-            doc = json.loads(line)
+        for n, line in enumerate(_read_gz(path).splitlines(), 1):
+            doc = _record(path, n, line)
             if isinstance(doc, dict) and str(doc.get("email", "")).lower() == email.lower():
                 rows.append(doc)
     return rows
@@ -43,6 +43,16 @@ def _read_gz(path: Path) -> bytes:
         return gzip.decompress(path.read_bytes())
     except (OSError, EOFError, zlib.error) as err:
         raise StateError(f"cannot read the sent archive {path}: {err}") from None
+
+
+def _record(path: Path, n: int, line: bytes) -> Any:
+    """One line of the sent archive as JSON; a line cut or edited into something else is named
+    (skipping it could keep, or export only part of, what a person asked about)."""
+    try:
+        return json.loads(line)
+    except ValueError:  # UnicodeDecodeError too
+        raise StateError(f"cannot read the sent archive {path}, line {n}: it is not a JSON record; "
+                         "fix or delete that line and run the command again") from None
 
 
 def export_person(cfg: Config, email: str) -> dict[str, Any]:
@@ -107,8 +117,8 @@ def _forget_archive(folder: Path, email: str) -> int:
     for path in sorted(folder.glob("*.jsonl.gz")) if folder.is_dir() else ():
         kept: list[bytes] = []
         lines = _read_gz(path).splitlines()
-        for line in lines:
-            doc = json.loads(line)
+        for n, line in enumerate(lines, 1):
+            doc = _record(path, n, line)
             if isinstance(doc, dict) and str(doc.get("email", "")).lower() == email:
                 removed += 1
             else:
