@@ -119,6 +119,16 @@ def test_an_edit_of_a_symlinked_file_writes_its_target(capsys: pytest.CaptureFix
     assert sorted(p.name for p in repo.iterdir()) == ["subscribers.yaml"]  # no temp file left
 
 
+def test_an_edit_keeps_crlf_line_ends(capsys: pytest.CaptureFixture[str], home: Path) -> None:
+    """A file saved on Windows: every line used to come back with LF alone."""
+    crlf = HAND.replace("\n", "\r\n").encode()
+    (home / "subscribers.yaml").write_bytes(crlf)
+    assert run_cli(capsys, home, "subscribers", "add", "dave@example.org")[0] == 0
+    assert yaml_bytes(home) == crlf.replace(b"settings:", b"- email: dave@example.org\r\nsettings:")
+    assert run_cli(capsys, home, "subscribers", "remove", "dave@example.org")[0] == 0
+    assert yaml_bytes(home) == crlf
+
+
 def test_add_to_a_new_instance_keeps_its_comments(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from digestd.config.instance import INIT_YAML
 
