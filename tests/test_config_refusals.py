@@ -4,6 +4,7 @@ one sentence naming what to fix, with the exit code of a user's mistake (2) or a
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,28 @@ def test_a_secret_file_that_is_not_text_is_refused_without_showing_it(tmp_path: 
     with pytest.raises(ConfigError) as err:
         read_environment({"DIGESTD_SECRET_FILE": str(secret)}, Settings())
     assert str(err.value) == f"cannot read DIGESTD_SECRET_FILE {secret}: it is not UTF-8 text"
+
+
+@pytest.mark.parametrize("variable", ["DIGESTD_SECRET_FILE", "DIGESTD_SECRET_PREVIOUS_FILE",
+                                      "DIGESTD_SMTP_PASSWORD_FILE", "DIGESTD_BOUNCE_IMAP_PASSWORD_FILE"])
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "too_large"])
+def test_a_secret_file_that_is_no_small_regular_file_is_refused(tmp_path: Path, variable: str, kind: str) -> None:
+    """Was: a FIFO blocked every command for ever, /dev/zero ended in "internal error: MemoryError"."""
+    path = tmp_path / "secret"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_text("k" * (64 * 1024 + 1))
+    env = {"DIGESTD_SMTP_HOST": "127.0.0.1", "DIGESTD_SMTP_USERNAME": "u",
+           "DIGESTD_BOUNCE_IMAP_URL": "imaps://bounces@mail.example.org/INBOX", variable: str(path)}
+    if variable != "DIGESTD_SMTP_PASSWORD_FILE":
+        env["DIGESTD_SMTP_PASSWORD"] = "p"
+    says = f"{variable} {path} is larger than 64 KiB" if kind == "too_large" else \
+        f"cannot read {variable} {path}: it is not a regular file"
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config(_home(tmp_path), env)
 
 
 @pytest.mark.parametrize("rate", [".nan", "true", "1e-300", "0.0009"])

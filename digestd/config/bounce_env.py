@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from digestd.config.secretfile import read_secret_file
 from digestd.core.links import shown_url
 from digestd.errors import ConfigError
 
@@ -67,10 +68,7 @@ def _imap(env: Mapping[str, str], url: str) -> ImapSource:
     pw_file = env.get("DIGESTD_BOUNCE_IMAP_PASSWORD_FILE", "").strip()
     if not pw_file:
         raise ConfigError("DIGESTD_BOUNCE_IMAP_URL is set but DIGESTD_BOUNCE_IMAP_PASSWORD_FILE is not")
-    try:
-        password = Path(pw_file).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        raise ConfigError(f"cannot read DIGESTD_BOUNCE_IMAP_PASSWORD_FILE {pw_file}") from None
+    password = read_secret_file("DIGESTD_BOUNCE_IMAP_PASSWORD_FILE", pw_file)
     ca_file = env.get("DIGESTD_BOUNCE_IMAP_CA_FILE", "").strip() or None
     if ca_file is not None and not Path(ca_file).is_file():
         raise ConfigError(f"DIGESTD_BOUNCE_IMAP_CA_FILE {ca_file} is not a file")

@@ -11,6 +11,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from digestd.config.secretfile import read_secret_file
 from digestd.config.settings import (
     DEFAULT_ARXIV_MAX_BYTES,
     DEFAULT_ARXIV_URL,
@@ -76,12 +77,7 @@ def read_secret(env: Mapping[str, str], name: str) -> str | None:
     """A secret from NAME, or from the file named by NAME_FILE (preferred: not in `ps`)."""
     file = env.get(f"{name}_FILE")
     if file:
-        try:
-            return Path(file).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise ConfigError(f"cannot read {name}_FILE {file}: {err.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"cannot read {name}_FILE {file}: it is not UTF-8 text") from None
+        return read_secret_file(f"{name}_FILE", file)
     value = env.get(name)
     return value if value else None
 

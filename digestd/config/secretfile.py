@@ -1,0 +1,31 @@
+"""Secret files (DIGESTD_*_FILE): read only when they are what they claim, a small regular
+file, and never shown in a message."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from digestd.errors import ConfigError
+
+MAX_SECRET_BYTES = 64 * 1024  # a password or a few keys; a larger file is the wrong one
+
+
+def read_secret_file(variable: str, file: str) -> str:
+    """The text of a secret file named by `variable`, stripped; ConfigError names the variable
+    and the file, never the content. Only a regular file of at most MAX_SECRET_BYTES is read:
+    a FIFO would block for ever, /dev/zero would end in a MemoryError."""
+    try:
+        path = Path(file)
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ConfigError(f"cannot read {variable} {file}: it is not a regular file")
+        with path.open("rb") as f:
+            raw = f.read(MAX_SECRET_BYTES + 1)
+        if len(raw) > MAX_SECRET_BYTES:
+            kib = MAX_SECRET_BYTES // 1024
+            raise ConfigError(f"{variable} {file} is larger than {kib} KiB: is it the right file?")
+        return raw.decode("utf-8").strip()
+    except OSError as err:
+        raise ConfigError(f"cannot read {variable} {file}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {variable} {file}: it is not UTF-8 text") from None
