@@ -139,6 +139,20 @@ def test_550_fails_that_delivery_with_the_servers_answer_and_the_others_are_deli
         assert status.returncode == 0 and f"{BOB}: {answer}" in status.stdout
 
 
+def test_a_servers_answer_with_terminal_escapes_reaches_state_and_status_printable(tmp_path: Path) -> None:
+    """Was stored and printed raw: ESC ] 0 ; ... BEL retitled the operator's terminal from
+    `digestd status` (click only strips colour codes, and only off a terminal)."""
+    home = two_keyword_home(tmp_path)
+    answer = "550 5.1.1 \x1b]0;pwned\x07\x1b[2J user unknown"
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(rcpt={BOB: answer})) as srv:
+        baseline_then_new_day(home, fake)
+        run_cli(home, fake, srv.env(DIGESTD_SMTP_BACKOFF="5"))
+    (failed,) = by_status(home)["failed"]
+    assert failed["error"] == "550 5.1.1 \ufffd]0;pwned\ufffd\ufffd[2J user unknown"
+    status = cli(home, "status")
+    assert status.returncode == 0 and "\x1b" not in status.stdout and "\x07" not in status.stdout
+
+
 def test_sender_refused_with_5xx_stops_at_once_and_keeps_every_digest_pending(tmp_path: Path) -> None:
     """A relay that will not send for our From address refuses every digest alike: that is
     the sender's problem, to fix once, not a permanent failure of each subscriber."""

@@ -135,7 +135,7 @@ class SmtpTransport:
             raise _Unreachable(f"SMTP server {where} did not answer in time") from None
         except aiosmtplib.SMTPConnectResponseError as err:
             raise _Unreachable(
-                f"SMTP server {where} refused the connection: {err.code} {err.message}"
+                f"SMTP server {where} refused the connection: {_answer(err.code, err.message)}"
             ) from None
         except aiosmtplib.SMTPConnectError as err:
             if isinstance(err.__cause__, ssl.SSLError):
@@ -146,10 +146,10 @@ class SmtpTransport:
         except aiosmtplib.SMTPResponseException as err:
             if s.security == "starttls":
                 raise _Fatal(
-                    f"SMTP server {where} cannot do STARTTLS ({err.code} {err.message}); refusing to "
+                    f"SMTP server {where} cannot do STARTTLS ({_answer(err.code, err.message)}); refusing to "
                     "send without TLS (set DIGESTD_SMTP_SECURITY=none only for a local relay)"
                 ) from None
-            raise _Unreachable(f"SMTP server {where} answered {err.code} {err.message}") from None
+            raise _Unreachable(f"SMTP server {where} answered {_answer(err.code, err.message)}") from None
         except aiosmtplib.SMTPException as err:
             raise _Fatal(f"SMTP server {where}: {_short(err)}{_starttls_hint(s.security, err)}") from None
         except OSError as err:
@@ -160,12 +160,12 @@ class SmtpTransport:
             except aiosmtplib.SMTPAuthenticationError as err:
                 client.close()
                 if 400 <= err.code < 500:  # 454 "temporary authentication failure": retry later
+                    said = _answer(err.code, err.message)
                     raise _Unreachable(
-                        f"SMTP server {where} could not log in {s.username} for now: {err.code} {err.message}"
+                        f"SMTP server {where} could not log in {s.username} for now: {said}"
                     ) from None
-                raise _Fatal(
-                    f"SMTP server {where} rejected the login for {s.username}: {err.code} {err.message}"
-                ) from None
+                raise _Fatal(f"SMTP server {where} rejected the login for {s.username}: "
+                             f"{_answer(err.code, err.message)}") from None
             except aiosmtplib.SMTPException as err:
                 client.close()
                 raise _Fatal(f"SMTP login at {where} failed: {_short(err)}") from None
@@ -257,17 +257,17 @@ class SmtpTransport:
                 continue
             except aiosmtplib.SMTPRecipientsRefused as err:
                 resp = err.recipients[0]
-                last = f"{resp.code} {resp.message}"
+                last = f"{_answer(resp.code, resp.message)}"
                 if 500 <= resp.code < 600:
                     return await _reset(client), Outcome(FAILED, last)
                 client = await _reset(client)
             except aiosmtplib.SMTPAuthenticationError as err:
                 where = f"{self.s.host}:{self.s.port}"
-                last = f"SMTP server {where} rejected authentication: {err.code} {err.message}"
+                last = f"SMTP server {where} rejected authentication: {_answer(err.code, err.message)}"
                 halt.fail(last)
                 break
             except aiosmtplib.SMTPResponseException as err:
-                last = f"{err.code} {err.message}"
+                last = f"{_answer(err.code, err.message)}"
                 if isinstance(err, aiosmtplib.SMTPSenderRefused) and 500 <= err.code < 600:
                     # Our From address is refused: every digest alike. A setting to fix, not a
                     # permanent failure of each subscriber (that would drop every digest).
@@ -363,4 +363,16 @@ async def _reset(client: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP | None:
 
 def _short(err: BaseException) -> str:
     text = str(err) or type(err).__name__
-    return text.splitlines()[0][:200]
+    return _printable(text.splitlines()[0][:200])
+
+
+def _answer(code: int, message: str) -> str:
+    """A server's reply as one line of printable text: it comes from a stranger's server (a
+    relay passes the remote MX's words on) and reaches the terminal, status and alert mail,
+    where an escape sequence (ESC ] ... BEL retitles a terminal) must not arrive whole."""
+    return f"{code} {_printable(message)}"
+
+
+def _printable(text: str) -> str:
+    """Whitespace runs as one space, any other unprintable character as U+FFFD."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in " ".join(text.split()))
