@@ -192,7 +192,8 @@ BAD = [
     (["resume", "nobody@example.org"], "nobody@example.org is not a subscriber"),
     (["set", "alice@example.org", "--keyword", "Quantum"], "'Quantum' is not a configured keyword"),
     (["set", "nobody@example.org", "--frequency", "weekly"], "nobody@example.org is not a subscriber"),
-    (["set", "alice@example.org", "--name", " "], "a name must be one line of text"),
+    (["set", "alice@example.org", "--name", " "], "a name must not be blank; leave the name out for none"),
+    (["set", "alice@example.org", "--name", "A\x1bB"], "without control characters (found U+001B)"),
     (["export", "--format", "xml"], "use csv or json"),
     (["import", "missing.csv"], "cannot read"),
 ]

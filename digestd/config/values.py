@@ -104,8 +104,10 @@ def normalize_email(addr: str) -> str:
 
 def check_name(name: str | None) -> None:
     """A subscriber's name reaches a mail header: one line, no control characters."""
-    if name is not None and (not name.strip() or control_character(name)):
-        raise UsageError("a name must be one line of text without control characters")
+    if name is not None and not name.strip():  # not a control character: say what it is
+        raise UsageError("a name must not be blank; leave the name out for none")
+    if name is not None and (char := control_character(name)):
+        raise UsageError(f"a name must be one line of text without control characters (found {char})")
 
 
 def parse_frequency(value: str) -> Frequency:
