@@ -239,3 +239,13 @@ def test_a_csv_to_import_that_is_no_bounded_file_is_refused(tmp_path: Path, kind
         proc = cli(home, "subscribers", "import", str(path), timeout=20)
         assert proc.returncode == 2 and says in _one_sentence(proc.stderr)
         assert (home / "subscribers.yaml").read_bytes() == before
+
+
+def test_a_home_that_is_a_file_is_named_as_not_a_folder(tmp_path: Path) -> None:
+    """Was "cannot read FILE/subscribers.yaml: [Errno 20] Not a directory: '...'"."""
+    home = tmp_path / "home"
+    home.write_text("not an instance")
+    for args in (("status",), ("subscribers", "add", "b@example.org")):
+        proc = cli(home, *args)
+        assert proc.returncode == 2
+        assert _one_sentence(proc.stderr) == f"digestd: {home} is not a folder: pass --home DIR, an instance's folder"

@@ -46,6 +46,8 @@ def read_yaml_text(path: Path) -> str:
         raise ConfigError(
             f"{path} does not exist: run `digestd init` to create an instance there, or pass --home DIR"
         ) from None
+    except NotADirectoryError:  # --home (or DIGESTD_HOME) names a file
+        raise ConfigError(f"{path.parent} is not a folder: pass --home DIR, an instance's folder") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read {path}: {err}") from None
 
