@@ -508,3 +508,18 @@ def test_a_line_of_the_sent_archive_that_is_not_json_is_named(tmp_path: Path, in
         assert got.returncode == 1 and "Traceback" not in got.stderr
         assert f"cannot read the sent archive {sent / '2026-11-01.jsonl.gz'}, line 2: it is not a JSON record" \
             in got.stderr
+
+
+def test_forget_while_a_run_holds_the_lock_changes_nothing(tmp_path: Path, incli: Callable[..., Ran]) -> None:
+    """Was: the address left subscribers.yaml first, then the lock was refused (exit 75) and its
+    state stayed, without a word about the half that was done."""
+    from digestd.store.lock import RunLock
+
+    home = instance(tmp_path, "ada@example.org")
+    before = (home / "subscribers.yaml").read_bytes()
+    with RunLock(home / "state" / "run.lock"):
+        got = incli(home, "subscribers", "forget", "ada@example.org")
+    assert got.returncode == 75 and "another run is in progress" in got.stderr
+    assert (home / "subscribers.yaml").read_bytes() == before
+    done = incli(home, "subscribers", "forget", "ada@example.org")
+    assert done.returncode == 0 and "removed ada@example.org from subscribers.yaml" in done.stdout

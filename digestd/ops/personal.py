@@ -83,12 +83,13 @@ def export_person(cfg: Config, email: str) -> dict[str, Any]:
 
 
 def forget_person(cfg: Config, email: str) -> list[str]:
-    """Erase everything about `email` (under the run lock, so no run writes it back)."""
+    """Erase everything about `email` (under the run lock, so no run writes it back). The lock
+    comes first: while a run holds it, nothing is changed (subscribers.yaml included)."""
     key = email.strip().lower()
     lines: list[str] = []
-    if subscriptions.unsubscribe_many(cfg.paths.home, [key]):
-        lines.append(f"removed {email} from subscribers.yaml")
     with RunLock(cfg.paths.lock):
+        if subscriptions.unsubscribe_many(cfg.paths.home, [key]):
+            lines.append(f"removed {email} from subscribers.yaml")
         if cfg.paths.outbox_db.exists():
             outbox = Outbox(cfg.paths.outbox_db)
             try:
