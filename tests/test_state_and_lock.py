@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import cli, run_once
+from conftest import cli, run_once, write_instance
 from fakearxiv import FakeArxiv, Fault
 from faultkit import (
     KW_A,
@@ -196,3 +196,15 @@ def test_good_cli_edit_keeps_comments_and_order(tmp_path: Path) -> None:
     listed = json.loads(cli(tmp_path, "subscribers", "list", "--json").stdout)
     assert [s["email"] for s in listed] == ["alice@example.org", "bob@example.org", "dave@example.org"]
     assert deliveries(tmp_path) == []
+
+
+def test_a_state_path_that_is_a_file_is_named_as_not_a_folder(tmp_path: Path) -> None:
+    """Was "digestd: HOME/state: File exists" (the OS's words for mkdir over a file)."""
+    home = write_instance(tmp_path / "home", ["A"], [{"email": "a@example.org"}])
+    (home / "state").rmdir()
+    (home / "state").write_text("")
+    for args in (("run", "--no-mail"), ("site", "build"), ("subscribers", "forget", "a@example.org")):
+        proc = cli(home, *args, env={"DIGESTD_ARXIV_API_URL": "http://127.0.0.1:9/"})
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert f"{home / 'state'} is not a folder: move that file away" in proc.stderr
+    assert "a@example.org" in (home / "subscribers.yaml").read_text()
