@@ -214,6 +214,22 @@ def test_an_unreadable_bibtex_file_exits_2_and_changes_nothing(tmp_path: Path) -
     assert proc.returncode == 2 and f"{tmp_path / 'bad.bib'}, line 1: not UTF-8 text" in proc.stderr
 
 
+def test_a_bibtex_link_out_of_the_instance_is_not_read(tmp_path: Path) -> None:
+    """"Inside the instance" holds for where a link leads too, not only for the path written."""
+    home = tmp_path / "inst"
+    write_instance(home, [MIXED], [{"email": "alice@example.org", "interests": ["refs/p.bib"]}])
+    (tmp_path / "secret.bib").write_text("@misc{a, title={Secret}, eprint={2506.05175}}\n")
+    (home / "refs").mkdir()
+    (home / "refs" / "p.bib").symlink_to(tmp_path / "secret.bib")
+    proc = cli(home, "status")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "name 'refs/p.bib', which cannot be read (a link to a file outside the instance)" in proc.stderr
+    (home / "refs" / "q.bib").write_text("@misc{a, title={Mine}, eprint={2506.05175}}\n")
+    (home / "refs" / "p.bib").unlink()
+    (home / "refs" / "p.bib").symlink_to(home / "refs" / "q.bib")  # a link inside is fine
+    assert cli(home, "status").returncode == 0
+
+
 def test_interest_records_are_checked_when_the_cache_opens(tmp_path: Path) -> None:
     path = tmp_path / "interests.json"
     path.write_text('{"papers": {"1": {"id": "2506.05175", "title": 3, "summary": "", "gone": false}}}')

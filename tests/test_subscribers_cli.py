@@ -279,6 +279,16 @@ def test_import_then_export(capsys: pytest.CaptureFixture[str], home: Path, tmp_
     assert run_cli(capsys, other, "subscribers", "import", str(write_csv(tmp_path / "x.csv", out)))[0] == 0
     assert load_config(other, {}).subscribers == load_config(home, {}).subscribers
 
+    # A cell a spreadsheet would run as a formula is exported after a ', and imported back.
+    run_cli(capsys, home, "subscribers", "add", "=1+1@example.org", "--name", "@SUM(1)")
+    code, out, _ = run_cli(capsys, home, "subscribers", "export")
+    assert "'=1+1@example.org,'@SUM(1)," in out and "\n=" not in out and ",=" not in out and ",@" not in out
+    third = tmp_path / "third"
+    third.mkdir()
+    (third / "subscribers.yaml").write_text(HAND.split("# --- people")[0] + "subscribers: []\n", encoding="utf-8")
+    assert run_cli(capsys, third, "subscribers", "import", str(write_csv(tmp_path / "y.csv", out)))[0] == 0
+    assert load_config(third, {}).subscribers == load_config(home, {}).subscribers
+
     # One person's export is JSON only: a CSV asked for is refused, not answered in JSON.
     code, out, err = run_cli(capsys, home, "subscribers", "export", "alice@example.org", "--format", "csv")
     assert code == 2 and out == "" and "JSON only" in err and "Traceback" not in err

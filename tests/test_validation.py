@@ -261,6 +261,7 @@ def test_load_config_refuses_addresses_email_validator_refuses(tmp_path: Path, a
         ("list_name", "Daily Papers\r", "settings.list_name must be one line of text"),
         ("list_name", 5, "settings.list_name must be text"),
         ("from", 5, "settings.from must be text"),
+        ("from", "a@example.org, b@example.org", "names more than one address"),  # was: b dropped
         ("timezone", 1, "settings.timezone must be text"),
         ("weekly_day", 1, "settings.weekly_day must be text"),
         ("public_url", ["https://example.org"], "settings.public_url must be text"),

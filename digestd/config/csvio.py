@@ -64,11 +64,26 @@ def export(cfg: Config, fmt: str) -> str:
     w.writerow(COLUMNS)
     for s in cfg.subscribers:
         kws = ";".join(s.keywords) if s.keywords is not None else ""
-        w.writerow([s.email, s.name or "", kws, s.frequency.value, s.status.value])
+        w.writerow([_cell(s.email), _cell(s.name or ""), _cell(kws), s.frequency.value, s.status.value])
     return buf.getvalue()
 
 
-def _row(line: int, row: dict[str, str]) -> CsvRow:
+# A cell starting with one of these is a formula to a spreadsheet (`=1+1@example.org` is a
+# valid address, a name comes from whoever subscribed): export writes it after a `'`, as
+# OWASP advises, and import takes that `'` off again, so what export writes, import reads.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def _uncell(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
+
+
+def _row(line: int, cells: dict[str, str]) -> CsvRow:
+    row = {k: _uncell(v) for k, v in cells.items()}
     addr = normalize_email(row.get("email", ""))
     freq = parse_frequency(row.get("frequency", ""))
     name = row.get("name") or None

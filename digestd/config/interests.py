@@ -86,6 +86,8 @@ def _read_bib(
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the load for ever
             raise OSError(errno.EINVAL, "not a regular file")
+        if not path.resolve().is_relative_to(paths.home.resolve()):  # a symlink out of it
+            raise OSError(errno.EPERM, "a link to a file outside the instance")
         with path.open("rb") as f:
             raw = f.read(MAX_BIB_BYTES + 1)
     except OSError as err:

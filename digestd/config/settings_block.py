@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -110,6 +110,9 @@ def _check_values(s: Settings) -> None:
         raise Invalid(("settings", "public_url"), f"settings.public_url {why}")
     if s.sender is not None and not looks_like_email(parseaddr(str(s.sender))[1]):
         raise Invalid(("settings", "from"), f"settings.from {s.sender!r} has no valid address")
+    if s.sender is not None and len(getaddresses([str(s.sender)])) > 1:  # parseaddr keeps the first
+        raise Invalid(("settings", "from"), f"settings.from {s.sender!r} names more than one address; "
+                      "give one, like 'Daily Papers <papers@lab.example.org>'")
     if s.alert_to is not None and not looks_like_email(str(s.alert_to)):
         raise Invalid(("settings", "alert_to"), f"settings.alert_to {s.alert_to!r} is not an address")
     if s.bounce_address is not None and not looks_like_email(str(s.bounce_address)):
