@@ -18,6 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 from fakearxiv import FakeArxiv
 from faultkit import run_cli
 from fixtures import make_paper, make_papers
+from smtpfaults import make_certs
 
 from digestd.config.load import load_config
 from digestd.config.settings import SmtpSettings
@@ -311,18 +312,22 @@ def test_arxiv_api_url_accepts_http_and_https(tmp_path: Path) -> None:
     ("name", "value"),
     [("DIGESTD_SMTP_RETRIES", "three"), ("DIGESTD_SMTP_RETRIES", "-1"), ("DIGESTD_SMTP_RETRIES", "11"),
      ("DIGESTD_SMTP_RETRIES", "2.5"), ("DIGESTD_SMTP_BACKOFF", "fast"), ("DIGESTD_SMTP_BACKOFF", "-1"),
-     ("DIGESTD_SMTP_CA_FILE", "/nonexistent/ca.pem")],
+     ("DIGESTD_SMTP_CA_FILE", "/nonexistent/ca.pem"), ("DIGESTD_SMTP_CA_FILE", "EMPTY"),
+     ("DIGESTD_SMTP_CA_FILE", "/etc/passwd")],
 )
 def test_smtp_tuning_variables_are_validated(tmp_path: Path, name: str, value: str) -> None:
+    """A CA file that holds no certificate is refused at load, not at every delivery."""
     write_instance(tmp_path, [KW], [])
+    if value == "EMPTY":
+        value = str(tmp_path / "empty.pem")
+        Path(value).write_text("")
     with pytest.raises(ConfigError, match=name):
         load_config(tmp_path, {**SMTP, name: value})
 
 
 def test_smtp_tuning_reaches_the_transport_from_config_not_env(tmp_path: Path) -> None:
     write_instance(tmp_path, [KW], [])
-    ca = tmp_path / "ca.pem"
-    ca.write_text("")
+    ca = make_certs(tmp_path / "certs").ca
     cfg = load_config(tmp_path, {**SMTP, "DIGESTD_SMTP_RETRIES": "0", "DIGESTD_SMTP_BACKOFF": "0.5",
                                  "DIGESTD_SMTP_CA_FILE": str(ca)})
     assert cfg.smtp is not None

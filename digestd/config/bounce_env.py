@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from digestd.config.secretfile import read_secret_file
+from digestd.config.secretfile import check_ca_file, read_secret_file
 from digestd.core.links import shown_url
 from digestd.errors import ConfigError
 
@@ -69,7 +69,6 @@ def _imap(env: Mapping[str, str], url: str) -> ImapSource:
     if not pw_file:
         raise ConfigError("DIGESTD_BOUNCE_IMAP_URL is set but DIGESTD_BOUNCE_IMAP_PASSWORD_FILE is not")
     password = read_secret_file("DIGESTD_BOUNCE_IMAP_PASSWORD_FILE", pw_file)
-    ca_file = env.get("DIGESTD_BOUNCE_IMAP_CA_FILE", "").strip() or None
-    if ca_file is not None and not Path(ca_file).is_file():
-        raise ConfigError(f"DIGESTD_BOUNCE_IMAP_CA_FILE {ca_file} is not a file")
+    ca_file = check_ca_file("DIGESTD_BOUNCE_IMAP_CA_FILE",
+                            env.get("DIGESTD_BOUNCE_IMAP_CA_FILE", "").strip() or None)
     return ImapSource(parts.hostname, port, unquote(parts.username), folder, password, ca_file)

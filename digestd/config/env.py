@@ -8,10 +8,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from digestd.config.secretfile import read_secret_file
+from digestd.config.secretfile import check_ca_file, read_secret_file
 from digestd.config.settings import (
     DEFAULT_ARXIV_MAX_BYTES,
     DEFAULT_ARXIV_URL,
@@ -102,9 +101,7 @@ def smtp_from_env(env: Mapping[str, str]) -> SmtpSettings | None:
     retries_text = env.get("DIGESTD_SMTP_RETRIES", "").strip() or "3"
     if not (retries_text.isascii() and retries_text.isdigit() and int(retries_text) <= 10):
         raise ConfigError(f"DIGESTD_SMTP_RETRIES must be a whole number from 0 to 10, not {retries_text!r}")
-    ca_file = env.get("DIGESTD_SMTP_CA_FILE", "").strip() or None
-    if ca_file is not None and not Path(ca_file).is_file():
-        raise ConfigError(f"DIGESTD_SMTP_CA_FILE {ca_file} is not a file")
+    ca_file = check_ca_file("DIGESTD_SMTP_CA_FILE", env.get("DIGESTD_SMTP_CA_FILE", "").strip() or None)
     return SmtpSettings(
         host,
         port,

@@ -1,8 +1,10 @@
-"""Secret files (DIGESTD_*_FILE): read only when they are what they claim, a small regular
-file, and never shown in a message."""
+"""Files the environment names (DIGESTD_*_FILE secrets, DIGESTD_*_CA_FILE certificates): read
+only when they are what they claim, checked when the configuration loads, a secret's content
+never shown in a message."""
 
 from __future__ import annotations
 
+import ssl
 import stat
 from pathlib import Path
 
@@ -29,3 +31,18 @@ def read_secret_file(variable: str, file: str) -> str:
         raise ConfigError(f"cannot read {variable} {file}: {err.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"cannot read {variable} {file}: it is not UTF-8 text") from None
+
+
+def check_ca_file(variable: str, file: str | None) -> str | None:
+    """`file` if it holds certificates TLS can verify against; else ConfigError now, rather
+    than every delivery failing at the first connection (a path to /etc/passwd, a DER file)."""
+    if file is None:
+        return None
+    if not Path(file).is_file():
+        raise ConfigError(f"{variable} {file} is not a file")
+    try:
+        ssl.create_default_context(cafile=file)
+    except (ssl.SSLError, OSError, ValueError) as err:
+        raise ConfigError(f"{variable} {file} holds no PEM certificate TLS can use "
+                          f"({getattr(err, 'reason', None) or err.__class__.__name__})") from None
+    return file
