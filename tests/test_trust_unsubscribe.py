@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import http.client
+import os
 import random
 import re
 import socket
@@ -30,6 +31,7 @@ from conftest import REPO, free_port
 from digestd.config import subscribers as subscriptions
 from digestd.config.load import load_config
 from digestd.core.tokens import Keys, make_token, read_token
+from digestd.errors import ConfigError
 from digestd.web import unsubscribe as unsubscribe_module
 from digestd.web.unsubscribe import make_server
 
@@ -471,6 +473,36 @@ def test_a_stale_link_clicked_over_and_over_does_not_parse_the_file_each_time(
     subscriptions.add_subscriber(tmp_path, "gone@example.org", None, [])  # back: found at once
     assert directory.find(gone.id) == "gone@example.org"
     assert len(loads) == 2
+
+
+def test_a_subscribers_yaml_replaced_by_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """The byte hash of the file (read before each parse and on a miss) read a FIFO as a file:
+    it blocked for ever under the directory's lock, so every link of `digestd serve` hung."""
+    path = tmp_path / "subscribers.yaml"
+    path.write_text("keywords:\n  - VAD\nsubscribers:\n  - email: alice@example.org\n")
+    directory = unsubscribe_module.Directory(tmp_path, Keys(KEY))
+    gone = read_token(KEY, make_token(KEY, "gone@example.org"))
+    assert gone is not None and directory.find(gone.id) is None
+    path.unlink()
+    os.mkfifo(path)
+    outcome: list[BaseException | str | None] = []
+
+    def find() -> None:
+        try:
+            outcome.append(directory.find(gone.id))
+        except BaseException as err:  # the test looks at what it was
+            outcome.append(err)
+
+    thread = threading.Thread(target=find, daemon=True)
+    thread.start()
+    thread.join(5)
+    if thread.is_alive():  # release the blocked reader, so the test ends
+        with open(path, "wb"):
+            pass
+        thread.join(5)
+        pytest.fail("a FIFO in place of subscribers.yaml blocked the directory")
+    assert len(outcome) == 1 and isinstance(outcome[0], ConfigError)
+    assert "not a regular file" in str(outcome[0])
 
 
 def _forged() -> dict[str, str]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from digestd.config import subscribers as subscriptions
 from digestd.config.load import load_config
 from digestd.config.settings import Config, Paths
+from digestd.config.yamlread import read_yaml_text
 from digestd.core.models import Subscriber
 from digestd.core.tokens import Keys, Token, address_id, read_token
 from digestd.errors import ConfigError, DigestdError
@@ -94,10 +95,11 @@ class Directory:
         return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
     def _read_digest(self) -> bytes | None:
-        """A hash of the file's bytes (None if it cannot be read): far cheaper than parsing it."""
+        """A hash of the file's text (None if it cannot be read): far cheaper than parsing it.
+        Read as the loader reads it, so a FIFO or /dev/zero is refused, not waited on."""
         try:
-            return hashlib.sha256(self._path.read_bytes()).digest()
-        except OSError:
+            return hashlib.sha256(read_yaml_text(self._path).encode()).digest()
+        except DigestdError:
             return None
 
     def _load(self) -> None:
