@@ -143,3 +143,30 @@ def test_full_interests_are_said_not_called_an_invalid_link(tmp_path: Path) -> N
         status, _, said = request(link, "POST", body, FORM)
         assert status == 400 and "already hold 2,000 entries" in said and "not valid" not in said
     assert (tmp_path / "subscribers.yaml").read_text() == before
+
+
+def test_a_file_that_cannot_be_read_for_the_edit_is_not_called_full(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ConfigError of the edit was answered "your interests already hold 2,000 entries",
+    though the file may only have become unreadable (or broken) since the page was read."""
+    import digestd.config.edit as edit_module
+    from digestd.errors import ConfigError
+
+    (tmp_path / "subscribers.yaml").write_text(
+        "keywords:\n  - VAD\nsubscribers:\n  - email: alice@example.org\n"
+        "settings:\n  public_url: https://papers.example.org/\n")
+    before = (tmp_path / "subscribers.yaml").read_text()
+
+    def unreadable(path: Path) -> str:
+        raise ConfigError(f"cannot read {path}: it is not a regular file")
+
+    for base in serve_digestd(tmp_path, ENV):
+        link = local(more_like_link("https://papers.example.org/", SECRET.encode(), "alice@example.org",
+                                    "2506.05175"), base)
+        status, _, page = request(link)
+        assert status == 200
+        monkeypatch.setattr(edit_module, "read_yaml_text", unreadable)
+        body = urlencode({"form_token": form_token(page)}).encode()
+        status, _, said = request(link, "POST", body, FORM)
+        assert status == 503 and "2,000" not in said and "nothing was changed" in said
+    assert (tmp_path / "subscribers.yaml").read_text() == before

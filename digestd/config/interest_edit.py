@@ -9,7 +9,13 @@ from ruamel.yaml.comments import CommentedSeq
 
 from digestd.config.edit import edit
 from digestd.config.tracked import Doc, set_key
+from digestd.core.interests import MAX_INTERESTS
 from digestd.errors import UsageError
+
+
+class InterestsFull(UsageError):
+    """The reader's `interests:` already hold MAX_INTERESTS entries: told apart from the file's
+    other refusals (unreadable, broken meanwhile), which say nothing about the reader."""
 
 
 def add_interest(home: Path, email: str, paper: str) -> list[str]:
@@ -25,6 +31,8 @@ def add_interest(home: Path, email: str, paper: str) -> list[str]:
         listed = [str(x) for x in current] if isinstance(current, list) else []
         if paper in listed:
             return [f"{paper} is already among the interests of {item['email']}; nothing changed"]
+        if len(listed) >= MAX_INTERESTS:
+            raise InterestsFull(f"{item['email']} has {len(listed)} interests; at most {MAX_INTERESTS}")
         seq = CommentedSeq([*listed, paper])
         seq.fa.set_flow_style()
         set_key(item, "interests", seq)

@@ -18,7 +18,7 @@ from http import HTTPStatus
 
 from markupsafe import Markup
 
-from digestd.config.interest_edit import add_interest
+from digestd.config.interest_edit import InterestsFull, add_interest
 from digestd.core.interests import MAX_INTERESTS
 from digestd.core.models import Subscriber
 from digestd.core.morelike import MoreLike, read_more_like
@@ -85,11 +85,14 @@ class MoreLikeThis:
             return pages.cross_site()
         try:
             said = add_interest(self.ep.home, sub.email, asked.paper)
-        except ConfigError as err:  # a UsageError too: the edit breaks a rule of the file
+        except InterestsFull as err:
             log.warning("more like this for %s refused: %s", sub.email, err)
             return _full(asked.paper)
-        except UsageError:
-            return pages.forbidden()  # unsubscribed meanwhile
+        except UsageError as err:
+            if not isinstance(err, ConfigError):
+                return pages.forbidden()  # unsubscribed meanwhile
+            log.error("more like this for %s failed: %s", sub.email, err)  # the file, not the reader
+            return pages.unavailable("Your change could not be saved just now; nothing was changed.")
         except (DigestdError, OSError) as err:
             log.error("more like this for %s failed: %s", sub.email, err)
             return pages.unavailable("Your change could not be saved just now; nothing was changed.")
