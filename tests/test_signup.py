@@ -250,3 +250,18 @@ def test_a_list_that_cannot_be_read_gets_503_not_404_or_an_invalid_link(site: tu
     assert request(url)[0] == 503
     assert post(url, [("form_token", token)])[0] == 503
     assert (home / "subscribers.yaml").read_text() == "keywords: [\n"
+
+
+def test_a_suppression_list_that_cannot_be_read_is_not_called_a_bounce(site: tuple[Path, str, Inbox]) -> None:
+    """A broken suppressions.json made every confirmation link answer 400 "mail to it bounced or
+    was reported as spam", a final word about the visitor's address that nothing supported; it
+    is 503 (try again: the next run moves the file aside), and nothing is added."""
+    home, base, _ = site
+    (home / "state").mkdir(exist_ok=True)
+    (home / "state" / "suppressions.json").write_text("{not json")
+    before = (home / "subscribers.yaml").read_bytes()
+    wish = pack(b'{"e":"dan@example.org","k":["Graph Neural Networks"]}')
+    url = f"{base}/confirm/{sign_until(SECRET.encode(), 'confirm', wish, int(time.time()) + 3600)}"
+    status, _, said = post(url, [("form_token", form_of(request(url)[2]))])
+    assert status == 503 and "bounced" not in said
+    assert (home / "subscribers.yaml").read_bytes() == before

@@ -129,18 +129,18 @@ class Signup:
             raise UsageError(f"{unknown[0]!r} is not one of this list's keywords")
         return Wish(email, tuple(dict.fromkeys(names[k.casefold()] for k in chosen)))
 
-    def _suppressed(self, cfg: Config, email: str) -> bool:
+    def _suppressed(self, cfg: Config, email: str) -> bool | None:
         """True for an address digestd never mails (bounces, a complaint), not even to confirm;
-        a suppression list that cannot be read counts as naming it (a run moves it aside)."""
+        None when the suppression list cannot be read (a run moves it aside): not known."""
         try:
             return bool(blocked(cfg.paths.suppressions_db, [email]))
         except (DigestdError, OSError) as err:
             log.error("sign-up: %s", err)
-            return True
+            return None
 
     def _mail(self, cfg: Config, wish: Wish) -> None:
         """Queue the mail (or, past the recipient's limit, nothing): the answer is the same."""
-        if self._suppressed(cfg, wish.email):
+        if self._suppressed(cfg, wish.email) is not False:  # unknown counts as suppressed
             log.info("sign-up: held back a mail to a suppressed address")
             return
         if not self.per_recipient.allow(mailbox_key(wish.email)):
@@ -207,7 +207,10 @@ class Signup:
         keywords = [names[k.casefold()] for k in wish.keywords if k.casefold() in names]
         if not keywords:
             return pages.forbidden()
-        if self._suppressed(cfg, wish.email):  # as `subscribers add` without --force
+        suppressed = self._suppressed(cfg, wish.email)
+        if suppressed is None:
+            return pages.unavailable("You could not be subscribed just now; please try the link again later.")
+        if suppressed:  # as `subscribers add` without --force
             return pages.Page(HTTPStatus.BAD_REQUEST, "Not subscribed",
                               Markup("<p>This address cannot be subscribed here: mail to it bounced or "
                                      "was reported as spam. Please write to the list's operator.</p>"))
