@@ -93,7 +93,7 @@ def test_a_secret_file_that_is_no_small_regular_file_is_refused(tmp_path: Path, 
     if variable != "DIGESTD_SMTP_PASSWORD_FILE":
         env["DIGESTD_SMTP_PASSWORD"] = "p"
     says = f"{variable} {path} is larger than 64 KiB" if kind == "too_large" else \
-        f"cannot read {variable} {path}: it is not a regular file"
+        f"cannot read {variable} {path}: not a regular file"
     with pytest.raises(ConfigError, match=re.escape(says)):
         load_config(_home(tmp_path), env)
 
@@ -202,7 +202,7 @@ def test_a_subscribers_yaml_that_is_no_bounded_file_is_refused(tmp_path: Path, k
     else:
         monkeypatch.setattr(yamlread, "MAX_YAML_BYTES", 16)
         path.write_text(BASE, encoding="utf-8")
-    says = "is larger than" if kind == "too_large" else "it is not a regular file"
+    says = "is larger than" if kind == "too_large" else ": not a regular file"
     with pytest.raises(ConfigError, match=says):
         load_config(home, {})
     if kind != "too_large":
@@ -231,7 +231,7 @@ def test_a_csv_to_import_that_is_no_bounded_file_is_refused(tmp_path: Path, kind
     else:
         monkeypatch.setattr(csvio, "MAX_CSV_BYTES", 16)
         path.write_text("email\nb@example.org\nc@example.org\n", encoding="utf-8")
-    says = "is larger than" if kind == "too_large" else "it is not a regular file"
+    says = "is larger than" if kind == "too_large" else ": not a regular file"
     with pytest.raises(UsageError, match=says):
         csvio.read_rows(path)
     if kind != "too_large":

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from digestd.config.settings import Config
 from digestd.config.values import check_name, normalize_email, parse_frequency
 from digestd.core.models import Frequency, SubscriberStatus
 from digestd.errors import UsageError
+from digestd.store.readfile import read_regular
 
 COLUMNS = ("email", "name", "keywords", "frequency", "status")
 MAX_CSV_BYTES = 64 * 2**20  # 100,000 subscribers are about 5 MB of CSV
@@ -123,10 +123,7 @@ def _read_text(csv_path: Path) -> str:
     """The file's text: only a regular file of at most MAX_CSV_BYTES (a FIFO would block for
     ever, /dev/zero would end in a MemoryError), UTF-8 with or without a BOM."""
     try:
-        if not stat.S_ISREG(csv_path.stat().st_mode):
-            raise UsageError(f"cannot read {csv_path}: it is not a regular file")
-        with csv_path.open("rb") as f:
-            raw = f.read(MAX_CSV_BYTES + 1)
+        raw = read_regular(csv_path, MAX_CSV_BYTES)
         if len(raw) > MAX_CSV_BYTES:
             raise UsageError(f"{csv_path} is larger than {MAX_CSV_BYTES // 2**20} MiB; import it in parts")
         return raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads

@@ -5,7 +5,6 @@ configuration loads, so a malformed one stops everything before anything is chan
 from __future__ import annotations
 
 import errno
-import stat
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from digestd.config.yamlread import line_of
 from digestd.core.interests import MAX_BIB_BYTES, MAX_INTERESTS, BibEntry, BibProblem, arxiv_id, parse_bibtex
 from digestd.core.models import Subscriber
 from digestd.errors import ConfigError
+from digestd.store.readfile import read_regular
 
 
 def interest_entries(raw: Any, email: str) -> tuple[str, ...]:
@@ -84,12 +84,9 @@ def _read_bib(
     """The entries of one BibTeX file, or ConfigError naming the file (and line, entry)."""
     path = paths.home / entry
     try:
-        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block the load for ever
-            raise OSError(errno.EINVAL, "not a regular file")
         if not path.resolve().is_relative_to(paths.home.resolve()):  # a symlink out of it
             raise OSError(errno.EPERM, "a link to a file outside the instance")
-        with path.open("rb") as f:
-            raw = f.read(MAX_BIB_BYTES + 1)
+        raw = read_regular(path, MAX_BIB_BYTES)
     except OSError as err:
         line = line_of(paths.subscribers, where, text)
         at = f", line {line}" if line else ""

@@ -5,10 +5,10 @@ never shown in a message."""
 from __future__ import annotations
 
 import ssl
-import stat
 from pathlib import Path
 
 from digestd.errors import ConfigError
+from digestd.store.readfile import read_regular
 
 MAX_SECRET_BYTES = 64 * 1024  # a password or a few keys; a larger file is the wrong one
 
@@ -18,11 +18,7 @@ def read_secret_file(variable: str, file: str) -> str:
     and the file, never the content. Only a regular file of at most MAX_SECRET_BYTES is read:
     a FIFO would block for ever, /dev/zero would end in a MemoryError."""
     try:
-        path = Path(file)
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise ConfigError(f"cannot read {variable} {file}: it is not a regular file")
-        with path.open("rb") as f:
-            raw = f.read(MAX_SECRET_BYTES + 1)
+        raw = read_regular(Path(file), MAX_SECRET_BYTES)
         if len(raw) > MAX_SECRET_BYTES:
             kib = MAX_SECRET_BYTES // 1024
             raise ConfigError(f"{variable} {file} is larger than {kib} KiB: is it the right file?")

@@ -4,7 +4,6 @@ strict composer otherwise), and the line of a node for an error message."""
 from __future__ import annotations
 
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from ruamel.yaml.nodes import MappingNode
 from digestd.config.fastyaml import MAX_DEPTH, NOT_SIMPLE, Positions, fast_yaml, fast_yaml_located
 from digestd.config.values import control_character
 from digestd.errors import ConfigError
+from digestd.store.readfile import read_regular
 
 # Refused raw anywhere in the file, before either reader: what YAML allows nowhere (ruamel's
 # reader refuses it, fast_yaml would keep it) and NEL, U+2028, U+2029 (ruamel folds them into
@@ -32,10 +32,7 @@ def read_yaml_text(path: Path) -> str:
     of at most MAX_YAML_BYTES is read: a FIFO would block for ever, /dev/zero or a runaway
     file would end in a MemoryError."""
     try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise ConfigError(f"cannot read {path}: it is not a regular file")
-        with path.open("rb") as f:
-            raw = f.read(MAX_YAML_BYTES + 1)
+        raw = read_regular(path, MAX_YAML_BYTES)
         if len(raw) > MAX_YAML_BYTES:
             raise ConfigError(
                 f"{path} is larger than {MAX_YAML_BYTES // 2**20} MiB (about 600,000 subscribers); "
@@ -48,7 +45,9 @@ def read_yaml_text(path: Path) -> str:
         ) from None
     except NotADirectoryError:  # --home (or DIGESTD_HOME) names a file
         raise ConfigError(f"{path.parent} is not a folder: pass --home DIR, an instance's folder") from None
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
         raise ConfigError(f"cannot read {path}: {err}") from None
 
 

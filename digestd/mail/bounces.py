@@ -12,9 +12,7 @@ import email
 import email.message
 import imaplib
 import logging
-import os
 import ssl
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from digestd.config.bounce_env import ImapSource
 from digestd.core.bounce_policy import BounceKind
 from digestd.errors import DigestdError
 from digestd.mail.verp import find_verp_tokens
+from digestd.store.readfile import read_regular
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +149,12 @@ def maildir_new(root: Path) -> Iterator[Fetched]:
 
 
 def _read_message(path: Path) -> Fetched:
-    """One Maildir file, read only if it is a regular file within MAX_BYTES: a FIFO would
-    block the check for ever and a link to /dev/zero would read without end."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return Fetched(str(path), None, "not a regular file")
-        if st.st_size > MAX_BYTES:
-            return Fetched(str(path), None, f"{st.st_size} bytes, over the {MAX_BYTES} limit")
-        raw = f.read(MAX_BYTES + 1)
+    """One Maildir file, read only if it is a regular file within MAX_BYTES (a FIFO would
+    block the check for ever, a link to /dev/zero would read without end)."""
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        return Fetched(str(path), None, f"{size} bytes, over the {MAX_BYTES} limit")
+    raw = read_regular(path, MAX_BYTES)
     if len(raw) > MAX_BYTES:
         return Fetched(str(path), None, f"over the {MAX_BYTES} limit")
     return Fetched(str(path), raw)
