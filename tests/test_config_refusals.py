@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,19 @@ def test_a_value_yaml_cannot_build_is_refused_with_its_line(tmp_path: Path, valu
     assert (home / "subscribers.yaml").read_text() == text
 
 
+def _unbounded(path: Path, kind: str, text: str, shrink_limit: Callable[[], None]) -> str:
+    """Put a FIFO, a link to /dev/zero, or `text` over a shrunk limit at `path`; the words the
+    refusal must contain."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev_zero":
+        path.symlink_to("/dev/zero")
+    else:
+        shrink_limit()
+        path.write_text(text, encoding="utf-8")
+    return "is larger than" if kind == "too_large" else ": not a regular file"
+
+
 @pytest.mark.parametrize("kind", ["fifo", "dev_zero", "too_large"])
 def test_a_subscribers_yaml_that_is_no_bounded_file_is_refused(tmp_path: Path, kind: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,14 +209,7 @@ def test_a_subscribers_yaml_that_is_no_bounded_file_is_refused(tmp_path: Path, k
     home = _home(tmp_path)
     path = home / "subscribers.yaml"
     path.unlink()
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "dev_zero":
-        path.symlink_to("/dev/zero")
-    else:
-        monkeypatch.setattr(yamlread, "MAX_YAML_BYTES", 16)
-        path.write_text(BASE, encoding="utf-8")
-    says = "is larger than" if kind == "too_large" else ": not a regular file"
+    says = _unbounded(path, kind, BASE, lambda: monkeypatch.setattr(yamlread, "MAX_YAML_BYTES", 16))
     with pytest.raises(ConfigError, match=says):
         load_config(home, {})
     if kind != "too_large":
@@ -224,14 +231,8 @@ def test_a_csv_to_import_that_is_no_bounded_file_is_refused(tmp_path: Path, kind
 
     home = _home(tmp_path)
     path = tmp_path / "in.csv"
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "dev_zero":
-        path.symlink_to("/dev/zero")
-    else:
-        monkeypatch.setattr(csvio, "MAX_CSV_BYTES", 16)
-        path.write_text("email\nb@example.org\nc@example.org\n", encoding="utf-8")
-    says = "is larger than" if kind == "too_large" else ": not a regular file"
+    says = _unbounded(path, kind, "email\nb@example.org\nc@example.org\n",
+                      lambda: monkeypatch.setattr(csvio, "MAX_CSV_BYTES", 16))
     with pytest.raises(UsageError, match=says):
         csvio.read_rows(path)
     if kind != "too_large":
