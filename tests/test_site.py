@@ -172,6 +172,22 @@ def test_days_leave_after_archive_days_and_papers_stay_after_the_store_drops_the
     store.close()
 
 
+def test_a_very_long_keyword_name_still_gets_its_feed_and_the_index(tmp_path: Path) -> None:
+    long_kw = "L" + "o" * 300 + "ng"  # its whole slug as a file name is over 255 bytes
+    home = write_instance(tmp_path / "inst", [long_kw, KW_A], [], timezone="UTC")
+    feeds = {long_kw: make_papers(long_kw, 3, date="2026-11-18"),
+             KW_A: make_papers(KW_A, 3, first=100, date="2026-11-18")}
+    with FakeArxiv(feeds) as fake:
+        run_once(home, fake, now=at("2026-11-18"))
+        fake.feeds[long_kw] = [make_paper(9, long_kw, "2026-11-19"), *fake.feeds[long_kw]]
+        report = run_once(home, fake, now=at("2026-11-19"))
+    assert report.messages == []  # before: "the site was not updated: ... File name too long"
+    names = sorted(p.name for p in (home / "site" / "feeds").iterdir())
+    assert f"{slug(KW_A)}.atom" in names and "all.atom" in names
+    assert (home / "site" / "index.html").exists()
+    assert max(len(n.encode()) for n in names) <= 100
+
+
 def test_a_broken_archive_is_named_and_the_run_goes_on(tmp_path: Path) -> None:
     home = write_instance(tmp_path / "inst", [KW_A], [], timezone="UTC")
     (home / "state" / "archive.json").write_text('{"entries": {"1": {"day": "yesterday"}}}')

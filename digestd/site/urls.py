@@ -8,11 +8,15 @@ from __future__ import annotations
 import re
 
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
+MAX_SLUG = 80  # a feed's file name must fit a file system's 255 bytes, with room for "-N.atom"
 
 
 def slug(keyword: str) -> str:
-    """The keyword lowercased, every run of other characters one `-`: `video-anomaly-detection`."""
-    return _NOT_WORD.sub("-", keyword.lower()).strip("-") or "keyword"
+    """The keyword lowercased, every run of other characters one `-`: `video-anomaly-detection`.
+
+    Cut at MAX_SLUG characters: a longer keyword name made a feed's file name too long to
+    write, and the site stopped at that feed on every run (index and later feeds stale)."""
+    return _NOT_WORD.sub("-", keyword.lower())[:MAX_SLUG].strip("-") or "keyword"
 
 
 def paper_anchor(keyword_slug: str, paper_id: str) -> str:
