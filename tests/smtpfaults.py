@@ -14,7 +14,7 @@ One server, several switchable faults (all may change while it runs):
 - `refuse_auth`: AUTH always answers 535; `refuse_sender`: every MAIL FROM gets that reply.
 TLS: `tls=certs` offers STARTTLS with a certificate signed by a test CA made with the openssl
 CLI (`make_certs`); `require_starttls` refuses MAIL/AUTH before it; `implicit_tls` speaks TLS
-from the first byte (port 465 style). Without `tls` the server offers no STARTTLS at all, and
+from the first byte (port 465 style). `size_limit` announces SIZE and refuses larger messages. Without `tls` the server offers no STARTTLS at all, and
 with `auth=` and `auth_in_clear=True` it even offers AUTH in clear, to prove a client never
 uses it.
 
@@ -97,6 +97,7 @@ class Faults:
     refuse_auth: bool = False
     auth_reply: str | None = None  # with refuse_auth: the reply instead of 535 (e.g. a 454)
     refuse_sender: str | None = None  # a reply to every MAIL FROM (e.g. 553: not your address)
+    refuse_size: int | None = None  # 552 to a MAIL FROM whose SIZE= is over this (no limit announced)
     # Called at each MAIL FROM with the Message-IDs this connection has accepted so far (to
     # check, at that very event, what the client has recorded).
     on_mail: Callable[[list[str]], None] | None = None
@@ -196,6 +197,9 @@ class FaultHandler:
             f.on_mail(list(server.accepted_ids))
         if f.refuse_sender:
             return f.refuse_sender
+        size = next((int(o[5:]) for o in options if o.upper().startswith("SIZE=") and o[5:].isdigit()), 0)
+        if f.refuse_size is not None and size > f.refuse_size:
+            return "552 5.3.4 Message size exceeds fixed maximum message size"
         with self.lock:  # count transactions as they start, so parallel connections agree
             if f.limit_after is not None and self.started >= f.limit_after:
                 return "421 4.7.0 Too many messages, slow down and try again later"
@@ -259,11 +263,14 @@ class FaultServer:
         implicit_tls: bool = False,
         auth: tuple[str, str] | None = None,
         auth_in_clear: bool = False,
+        size_limit: int | None = None,
     ) -> None:
         self.faults = faults or Faults()
         self.handler = FaultHandler(self.faults, auth)
         self.certs = tls
         kwargs: dict[str, Any] = {}
+        if size_limit is not None:  # announced as SIZE N; a larger MAIL FROM SIZE= gets 552
+            kwargs["data_size_limit"] = size_limit
         if tls is not None and not implicit_tls:
             kwargs["tls_context"] = tls.server_context()
             kwargs["require_starttls"] = require_starttls

@@ -173,6 +173,24 @@ def test_sender_refused_with_5xx_stops_at_once_and_keeps_every_digest_pending(tm
         assert Counter(m.rcpt for m in srv.messages) == Counter({ALICE: 1, BOB: 1, CAROL: 1})
 
 
+@pytest.mark.parametrize("announced", [True, False], ids=["announced", "552_to_mail_from"])
+def test_a_digest_over_the_servers_size_limit_fails_alone(tmp_path: Path, announced: bool) -> None:
+    """SIZE 18000 (announced, or only a 552 to a larger SIZE=): bob's digest (both keywords, about 22 KB) is over it, the others (13 KB)
+    are not. Before, the server's 552 to bob's MAIL FROM ... SIZE= was read as our sender
+    refused: sending stopped for everyone (exit 1) on every run while bob's digest waited."""
+    home = two_keyword_home(tmp_path, connections=1)  # one connection: bob's MAIL FROM has SIZE=
+    server = FaultServer(size_limit=18000) if announced else FaultServer(Faults(refuse_size=18000))
+    with FakeArxiv(day_feeds(1)) as fake, server as srv:
+        baseline_then_new_day(home, fake)
+        code, out, _ = run_cli(home, fake, srv.env())
+        assert code == 0, out
+        assert len(srv.to(ALICE)) == 1 and len(srv.to(CAROL)) == 1 and srv.to(BOB) == []
+        (failed,) = by_status(home)["failed"]
+        assert failed["email"] == BOB and "larger than the SMTP server takes" in str(failed["error"])
+        later_run(home, fake, srv.env())  # nothing left to send, nothing stopped
+        assert len(srv.messages) == 2
+
+
 def test_repeated_permanent_failures_pause_the_subscriber_and_status_says_so(tmp_path: Path) -> None:
     home = two_keyword_home(tmp_path)  # settings.pause_after_failures: 3 (the default)
     answer = "550 5.2.1 <bob@example.org>: mailbox disabled"

@@ -43,6 +43,11 @@ class NoSmtpUtf8(DigestdError):
     """The address needs SMTPUTF8 and the server does not offer it: that delivery fails for good."""
 
 
+class TooLarge(DigestdError):
+    """The message is over the server's SIZE limit: that delivery fails for good, alone (the
+    server's 552 to a MAIL FROM with SIZE= is about this message, not about our sender)."""
+
+
 @dataclass
 class _Halt:
     """Why sending stopped, shared by the workers of one `deliver` call (never by two calls)."""
@@ -244,7 +249,7 @@ class SmtpTransport:
             except _SenderNeedsUtf8 as err:
                 halt.fail(str(err))
                 return await _reset(client), Outcome(PENDING, str(err))
-            except NoSmtpUtf8 as err:
+            except (NoSmtpUtf8, TooLarge) as err:
                 return await _reset(client), Outcome(FAILED, str(err))
             except _Fatal as err:
                 last = str(err)
@@ -313,10 +318,18 @@ async def sendmail(client: aiosmtplib.SMTP, env: Envelope, *, timeout: float, fi
             )
         options.append("SMTPUTF8")
         encoding = "utf-8"
-    if not client.is_ehlo_or_helo_needed and client.supports_extension("size"):
+    sized = not client.is_ehlo_or_helo_needed and client.supports_extension("size")
+    if sized:
+        _check_size(client, len(data))
         options.append(f"SIZE={len(data)}")
     try:
-        await client.mail(env.sender, options=options, encoding=encoding)
+        try:
+            await client.mail(env.sender, options=options, encoding=encoding)
+        except aiosmtplib.SMTPSenderRefused as err:
+            if sized and err.code == 552:  # RFC 1870: this message's declared size is too large
+                raise TooLarge(f"the digest ({len(data)} bytes) is larger than the SMTP server takes: "
+                               f"{_answer(err.code, err.message)}") from None
+            raise
         try:
             await client.rcpt(env.recipient, encoding=encoding)
         except aiosmtplib.SMTPRecipientRefused as err:
@@ -327,6 +340,13 @@ async def sendmail(client: aiosmtplib.SMTP, env: Envelope, *, timeout: float, fi
     except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
         await _reset(client)  # as sendmail does: leave no half-made envelope behind
         raise
+
+
+def _check_size(client: aiosmtplib.SMTP, size: int) -> None:
+    """Refuse a message over the limit the server announced (`SIZE N`; 0 or none: no limit)."""
+    limit = client.esmtp_extensions.get("size", "").strip()
+    if limit.isascii() and limit.isdigit() and 0 < int(limit) < size:
+        raise TooLarge(f"the digest ({size} bytes) is larger than the SMTP server takes (SIZE {int(limit)})")
 
 
 def _starttls_hint(security: str, err: Exception) -> str:
