@@ -327,3 +327,58 @@ class FaultServer:
 
     def to(self, addr: str) -> list[Received]:
         return [m for m in self.messages if m.rcpt == addr.lower()]
+
+
+class SetupFaultServer:
+    """A raw server that fails while a connection is set up: it greets, offers STARTTLS, and
+    answers EHLO or STARTTLS with `ehlo` / `starttls`: a reply line, "drop" (close at once)
+    or "stall" (say nothing). Anything else gets 502. It never takes a message."""
+
+    def __init__(self, *, ehlo: str | None = None, starttls: str = "454 4.7.0 TLS not available") -> None:
+        self.ehlo, self.starttls = ehlo, starttls
+        self.port = free_port()
+        self.connections = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _answer(self, writer: asyncio.StreamWriter, action: str) -> bool:
+        """Act; False when the connection is over."""
+        if action == "drop":
+            writer.close()
+            return False
+        if action == "stall":
+            await asyncio.sleep(3600)
+        writer.write(action.encode() + b"\r\n")
+        await writer.drain()
+        return True
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.write(b"220 fault ESMTP\r\n")
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while line := (await reader.readline()).upper():
+                if line.startswith((b"EHLO", b"HELO")):
+                    action = self.ehlo or "250-fault\r\n250-STARTTLS\r\n250 SIZE 1000000"
+                elif line.startswith(b"STARTTLS"):
+                    action = self.starttls
+                else:
+                    action = "502 5.5.1 not here"
+                if not await self._answer(writer, action):
+                    return
+        writer.close()
+
+    def __enter__(self) -> SetupFaultServer:
+        self._thread.start()
+        start = asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            self._server.close()
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+                task.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

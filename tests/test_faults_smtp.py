@@ -18,7 +18,7 @@ from conftest import cli, run_once
 from fakearxiv import FakeArxiv
 from faultkit import KW_A, KW_B, additions, day_feeds, deliveries, two_keyword_home
 from faultkit import run_cli as run_cli_
-from smtpfaults import Certs, Faults, FaultServer, make_certs
+from smtpfaults import Certs, Faults, FaultServer, SetupFaultServer, make_certs
 
 from digestd.cli.run_cmd import exit_code
 from digestd.core.models import RunReport
@@ -299,6 +299,33 @@ def test_unreachable_server_leaves_everything_pending_exit_75_and_a_later_run_se
         assert took < STOPPED_WITHIN, took  # measured 0.6 s (1.2 s loaded)
         with srv:
             later_run(home, fake, env)
+            assert Counter(m.rcpt for m in srv.messages) == Counter({ALICE: 1, BOB: 1, CAROL: 1})
+
+
+@pytest.mark.parametrize("fault", [
+    {"ehlo": "drop"}, {"ehlo": "stall"}, {"ehlo": "421 4.3.2 Service shutting down"},
+    {"starttls": "454 4.7.0 TLS not available due to temporary reason"}, {"starttls": "drop"},
+], ids=["drop_at_ehlo", "stall_at_ehlo", "421_to_ehlo", "454_to_starttls", "drop_at_starttls"])
+def test_a_passing_fault_while_setting_up_starttls_leaves_digests_pending_exit_75(
+    tmp_path: Path, fault: dict[str, str]
+) -> None:
+    """Before, with DIGESTD_SMTP_SECURITY=starttls (the default), each of these stopped sending
+    as a setting to fix: exit 1, an open "sending stopped" problem, no retry within the run,
+    and for a 4xx the advice to turn TLS off. With `none` the same drop was retried (75)."""
+    home = two_keyword_home(tmp_path)
+    with FakeArxiv(day_feeds(1)) as fake:
+        baseline_then_new_day(home, fake)
+        with SetupFaultServer(**fault) as bad:
+            env = {"DIGESTD_SMTP_HOST": "127.0.0.1", "DIGESTD_SMTP_PORT": str(bad.port),
+                   "DIGESTD_SMTP_SECURITY": "starttls", "DIGESTD_SMTP_TIMEOUT": "1",
+                   "DIGESTD_SMTP_RETRIES": "1", "DIGESTD_SMTP_BACKOFF": "0.05"}
+            code, out, _ = run_cli(home, fake, env)
+        assert code == 75, out
+        assert "DIGESTD_SMTP_SECURITY=none" not in out, out
+        assert set(by_status(home)) == {"pending"} and len(by_status(home)["pending"]) == 3
+        assert "sending stopped" not in cli(home, "status").stdout
+        with FaultServer() as srv:
+            later_run(home, fake, srv.env())
             assert Counter(m.rcpt for m in srv.messages) == Counter({ALICE: 1, BOB: 1, CAROL: 1})
 
 

@@ -148,8 +148,10 @@ class SmtpTransport:
             raise _Unreachable(f"cannot reach SMTP server {where}: {_short(err)}") from None
         except ssl.SSLError as err:
             raise _Fatal(f"TLS with SMTP server {where} failed: {err.reason or err}") from None
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as err:
+            raise _Unreachable(_lost(where, err)) from None
         except aiosmtplib.SMTPResponseException as err:
-            if s.security == "starttls":
+            if s.security == "starttls" and not 400 <= err.code < 500:
                 raise _Fatal(
                     f"SMTP server {where} cannot do STARTTLS ({_answer(err.code, err.message)}); refusing to "
                     "send without TLS (set DIGESTD_SMTP_SECURITY=none only for a local relay)"
@@ -171,6 +173,9 @@ class SmtpTransport:
                     ) from None
                 raise _Fatal(f"SMTP server {where} rejected the login for {s.username}: "
                              f"{_answer(err.code, err.message)}") from None
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as err:
+                client.close()
+                raise _Unreachable(_lost(where, err)) from None
             except aiosmtplib.SMTPException as err:
                 client.close()
                 raise _Fatal(f"SMTP login at {where} failed: {_short(err)}") from None
@@ -347,6 +352,12 @@ def _check_size(client: aiosmtplib.SMTP, size: int) -> None:
     limit = client.esmtp_extensions.get("size", "").strip()
     if limit.isascii() and limit.isdigit() and 0 < int(limit) < size:
         raise TooLarge(f"the digest ({size} bytes) is larger than the SMTP server takes (SIZE {int(limit)})")
+
+
+def _lost(where: str, err: BaseException) -> str:
+    """A connection dropped or silent while it was being set up (EHLO, STARTTLS, login): a
+    passing fault like any other lost connection, retried later, not a setting to fix."""
+    return f"SMTP server {where} closed or stalled the connection while it was being set up: {_short(err)}"
 
 
 def _starttls_hint(security: str, err: Exception) -> str:
