@@ -237,6 +237,7 @@ def test_connection_dropped_after_the_message_went_out_is_unknown_and_resent_onc
         baseline_then_new_day(home, fake)
         code, out, _ = run_cli(home, fake, srv.env())
         assert code == 75, out
+        assert ", 2 unknown (no reply after the final '.'" in out, out
         assert len(srv.kinds("drop")) == 2
         assert Counter(m.rcpt for m in srv.messages) == Counter({s["email"]: 1 for s in subs[2:]})
         assert len(srv.kinds("connect")) >= 3

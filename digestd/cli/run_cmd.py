@@ -47,6 +47,8 @@ def summary_line(report: RunReport, *, to_maildir: bool = False) -> str:
         verb = "wrote"
         where = f" to {report.mail_target}, not sent (no SMTP server is set: see DIGESTD_SMTP_HOST)"
     tail = "" if report.dry_run else f", {report.pending} pending, {report.failed} failed"
+    if report.unknown and not report.dry_run:  # else a run that exits 75 says 0, 0 and 0
+        tail += f", {report.unknown} unknown (no reply after the final '.': see digestd status)"
     return (
         f"{'dry run' if report.dry_run else 'run'} {report.date}: {len(report.keywords)} keyword(s), "
         f"{failed_kw} failed, {new} new paper(s); {verb} {digests} digest(s){where}{tail}"
@@ -115,7 +117,8 @@ def register(app: typer.Typer) -> None:
         else:
             for m in report.messages:
                 log.info("%s", m)
-            if not no_mail and not dry_run and (report.sent or report.pending or report.failed):
+            handed = report.sent or report.pending or report.failed or report.unknown
+            if not no_mail and not dry_run and handed:
                 log.info("mail: %s", report.mail_target)
             if first_run(report):
                 log.info("first run: stored the baseline (the papers arXiv lists now) and mailed nothing; "
