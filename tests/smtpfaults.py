@@ -98,6 +98,7 @@ class Faults:
     auth_reply: str | None = None  # with refuse_auth: the reply instead of 535 (e.g. a 454)
     refuse_sender: str | None = None  # a reply to every MAIL FROM (e.g. 553: not your address)
     refuse_size: int | None = None  # 552 to a MAIL FROM whose SIZE= is over this (no limit announced)
+    final_reply: str | None = None  # the reply to the final "." instead of 250 (garbage, 251...)
     # Called at each MAIL FROM with the Message-IDs this connection has accepted so far (to
     # check, at that very event, what the client has recorded).
     on_mail: Callable[[list[str]], None] | None = None
@@ -237,7 +238,7 @@ class FaultHandler:
                 )
         server.accepted_here += 1
         server.accepted_ids.append(str(head["Message-ID"]))
-        return "250 2.0.0 Message accepted for delivery"
+        return self.faults.final_reply or "250 2.0.0 Message accepted for delivery"
 
 
 def _tls(server: Any, session: Session) -> bool:

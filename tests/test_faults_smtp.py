@@ -254,6 +254,30 @@ def test_connection_dropped_after_the_message_went_out_is_unknown_and_resent_onc
         assert Counter(m.rcpt for m in srv.messages) == Counter({s["email"]: 1 for s in subs})
 
 
+@pytest.mark.parametrize(("reply", "status"), [
+    ("hello \x1b]0;x\x07 there", "unknown"), ("250 " + "x" * 40000, "unknown"), ("199 what", "unknown"),
+    ("251 2.1.5 queued for forwarding", "sent"),
+], ids=["garbage", "over_long", "no_answer_code", "other_2xx"])
+def test_an_odd_reply_to_the_final_dot_is_never_retried_in_the_run(
+    tmp_path: Path, reply: str, status: str
+) -> None:
+    """The server has the whole message, so what it says next decides: a 2xx is accepted, a
+    reply that is no answer is `unknown` (resent at most once, by a later run). Before, each
+    was retried like a 4xx: four copies in the run, and again on every later run."""
+    home = two_keyword_home(tmp_path, [{"email": ALICE}])
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(final_reply=reply)) as srv:
+        baseline_then_new_day(home, fake)
+        code, out, _ = run_cli(home, fake, srv.env())
+        assert len(srv.to(ALICE)) == 1, out
+        assert code == (75 if status == "unknown" else 0), out
+        (delivery,) = deliveries(home)
+        assert delivery["status"] == status and "\x1b" not in str(delivery.get("error", ""))
+        srv.faults.final_reply = None
+        run_once(home, fake, env=srv.env())
+        run_once(home, fake, env=srv.env())
+        assert len(srv.to(ALICE)) == (2 if status == "unknown" else 1)
+
+
 def test_a_slow_final_reply_is_waited_for_not_resent(tmp_path: Path) -> None:
     """DIGESTD_SMTP_TIMEOUT bounds commands; the reply to the final "." gets
     DIGESTD_SMTP_DATA_TIMEOUT (10 minutes by default, as RFC 5321 says)."""

@@ -250,7 +250,7 @@ class SmtpTransport:
                         f"SMTP server {where} gave no reply to a message's final '.' within "
                         f"{self.s.data_timeout:g} s (DIGESTD_SMTP_DATA_TIMEOUT); sending stopped"
                     )
-                return None, Outcome(UNKNOWN, f"no reply after the message was sent: {err}")
+                return None, Outcome(UNKNOWN, f"no reply after the message was sent: {_short(err)}")
             except _SenderNeedsUtf8 as err:
                 halt.fail(str(err))
                 return await _reset(client), Outcome(PENDING, str(err))

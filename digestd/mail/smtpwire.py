@@ -86,5 +86,20 @@ async def data(client: aiosmtplib.SMTP, wire: bytes, *, timeout: float, final_ti
             client.close()
             timed_out = isinstance(err, aiosmtplib.SMTPTimeoutError)
             raise FinalReplyLost(str(err) or type(err).__name__, timed_out=timed_out) from None
-    if response.code != aiosmtplib.SMTPStatus.completed:
+        except aiosmtplib.SMTPResponseException as err:  # malformed or over-long: no reply we can read
+            client.close()
+            raise FinalReplyLost(f"unreadable reply: {err.message[:200]}", timed_out=False) from None
+    _final_outcome(client, response)
+
+
+def _final_outcome(client: aiosmtplib.SMTP, response: aiosmtplib.SMTPResponse) -> None:
+    """2xx is accepted (RFC 5321 4.2.1, not only 250), 4xx/5xx refused; any other code says
+    nothing: the server has the whole message, so it may deliver it and is never asked again
+    in the run (before, such a reply was retried: four copies a run, and more every run)."""
+    if 200 <= response.code < 300:
+        return
+    if 400 <= response.code < 600:
         raise aiosmtplib.SMTPDataError(response.code, response.message)
+    client.close()
+    said = f"{response.code} {response.message[:200]}"
+    raise FinalReplyLost(f"a reply that is no answer: {said}", timed_out=False)
