@@ -56,6 +56,17 @@ def test_slug() -> None:
     assert slugs(["a b", "A-B", "all"]) == {"a b": "a-b", "A-B": "a-b-2", "all": "all-2"}
 
 
+def test_a_slug_without_ascii_letters_or_cut_short_does_not_depend_on_the_other_keywords() -> None:
+    """Before, every keyword without a-z0-9 was `keyword`, `keyword-2`... in config order:
+    adding one in front moved the others' feeds to each other's URLs."""
+    cjk = ["視覺語言模型", "異常檢測"]
+    assert slugs(cjk)["異常檢測"] == slugs(cjk[1:])["異常檢測"] == slug("異常檢測")
+    assert slug("視覺語言模型") != slug("異常檢測") and slug("視覺語言模型").startswith("keyword-")
+    long_a, long_b = "x" * 100 + "a", "x" * 100 + "b"  # the same first 80 characters
+    assert slugs([long_a, long_b])[long_b] == slugs([long_b])[long_b]
+    assert slug(long_a) != slug(long_b) and len(slug(long_a)) <= 80
+
+
 def test_the_site_has_a_page_per_day_feeds_and_notes(seeded: Path) -> None:
     files = site_files(seeded)
     assert sorted(files) == sorted([

@@ -5,6 +5,7 @@ Kept free of other digestd imports so digestd/render can use it without a cycle.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
@@ -15,8 +16,15 @@ def slug(keyword: str) -> str:
     """The keyword lowercased, every run of other characters one `-`: `video-anomaly-detection`.
 
     Cut at MAX_SLUG characters: a longer keyword name made a feed's file name too long to
-    write, and the site stopped at that feed on every run (index and later feeds stale)."""
-    return _NOT_WORD.sub("-", keyword.lower())[:MAX_SLUG].strip("-") or "keyword"
+    write, and the site stopped at that feed on every run (index and later feeds stale). A
+    cut slug, or a name with no a-z0-9 at all (視覺語言模型), ends in a hash of the whole name:
+    those all were `keyword`, `keyword-2`... in config order, so adding or removing one
+    moved another keyword's feed to a URL readers followed for a different keyword."""
+    words = _NOT_WORD.sub("-", keyword.lower()).strip("-")
+    if words and len(words) <= MAX_SLUG:
+        return words
+    digest = hashlib.sha256(keyword.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{words[:MAX_SLUG - 9].strip('-') or 'keyword'}-{digest}"
 
 
 def paper_anchor(keyword_slug: str, paper_id: str) -> str:
