@@ -153,6 +153,21 @@ def test_a_servers_answer_with_terminal_escapes_reaches_state_and_status_printab
     assert status.returncode == 0 and "\x1b" not in status.stdout and "\x07" not in status.stdout
 
 
+def test_a_servers_long_multi_line_answer_is_kept_short(tmp_path: Path) -> None:
+    """A 400-line 550 (28 KB) was stored whole in the delivery's record and printed whole by
+    `digestd status`: megabytes of outbox.json for a relay that does it to every recipient."""
+    home = two_keyword_home(tmp_path)
+    answer = "\r\n".join(f"550-5.1.1 {'y' * 60} {i}" for i in range(400)) + "\r\n550 5.1.1 end"
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(rcpt={BOB: answer})) as srv:
+        baseline_then_new_day(home, fake)
+        code, out, _ = run_cli(home, fake, srv.env())
+        assert code == 0, out
+    (failed,) = by_status(home)["failed"]
+    error = str(failed["error"])
+    assert error.startswith("550 5.1.1 yyyy") and error.endswith("…") and len(error) <= 510, len(error)
+    assert len(cli(home, "status").stdout) < 5000
+
+
 def test_sender_refused_with_5xx_stops_at_once_and_keeps_every_digest_pending(tmp_path: Path) -> None:
     """A relay that will not send for our From address refuses every digest alike: that is
     the sender's problem, to fix once, not a permanent failure of each subscriber."""

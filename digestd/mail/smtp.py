@@ -397,11 +397,17 @@ def _short(err: BaseException) -> str:
     return _printable(text.splitlines()[0][:200])
 
 
+MAX_ANSWER = 500  # characters of a server's reply kept: a 512-byte SMTP line, near enough
+
+
 def _answer(code: int, message: str) -> str:
     """A server's reply as one line of printable text: it comes from a stranger's server (a
     relay passes the remote MX's words on) and reaches the terminal, status and alert mail,
-    where an escape sequence (ESC ] ... BEL retitles a terminal) must not arrive whole."""
-    return f"{code} {_printable(message)}"
+    where an escape sequence (ESC ] ... BEL retitles a terminal) must not arrive whole. Cut at
+    MAX_ANSWER: a multi-line reply can be 32 KB, and it was kept whole in every delivery's
+    record (outbox.json, status, alerts)."""
+    text = _printable(message)
+    return f"{code} {text if len(text) <= MAX_ANSWER else text[:MAX_ANSWER - 1] + '…'}"
 
 
 def _printable(text: str) -> str:
