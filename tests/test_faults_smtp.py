@@ -345,13 +345,16 @@ def test_unreachable_server_leaves_everything_pending_exit_75_and_a_later_run_se
 @pytest.mark.parametrize("fault", [
     {"ehlo": "drop"}, {"ehlo": "stall"}, {"ehlo": "421 4.3.2 Service shutting down"},
     {"starttls": "454 4.7.0 TLS not available due to temporary reason"}, {"starttls": "drop"},
-], ids=["drop_at_ehlo", "stall_at_ehlo", "421_to_ehlo", "454_to_starttls", "drop_at_starttls"])
+    {"ehlo": "250-" + "x" * 40000 + "\r\n250 OK"}, {"ehlo": "HTTP/1.1 400 Bad Request"},
+], ids=["drop_at_ehlo", "stall_at_ehlo", "421_to_ehlo", "454_to_starttls", "drop_at_starttls",
+        "over_long_ehlo", "not_smtp"])
 def test_a_passing_fault_while_setting_up_starttls_leaves_digests_pending_exit_75(
     tmp_path: Path, fault: dict[str, str]
 ) -> None:
     """Before, with DIGESTD_SMTP_SECURITY=starttls (the default), each of these stopped sending
     as a setting to fix: exit 1, an open "sending stopped" problem, no retry within the run,
-    and for a 4xx the advice to turn TLS off. With `none` the same drop was retried (75)."""
+    and for a 4xx or an unreadable reply the advice to turn TLS off. With `none` the same
+    faults were retried (75)."""
     home = two_keyword_home(tmp_path)
     with FakeArxiv(day_feeds(1)) as fake:
         baseline_then_new_day(home, fake)

@@ -151,6 +151,10 @@ class SmtpTransport:
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as err:
             raise _Unreachable(_lost(where, err)) from None
         except aiosmtplib.SMTPResponseException as err:
+            if err.code < 0:  # aiosmtplib's -1: over-long or not SMTP at all, not a refusal
+                said = _answer(err.code, err.message)
+                raise _Unreachable(f"SMTP server {where} sent a reply digestd cannot read ({said}): "
+                                   f"is {where} an SMTP server?") from None
             if s.security == "starttls" and not 400 <= err.code < 500:
                 raise _Fatal(
                     f"SMTP server {where} cannot do STARTTLS ({_answer(err.code, err.message)}); refusing to "
