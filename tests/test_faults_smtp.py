@@ -206,6 +206,26 @@ def test_a_digest_over_the_servers_size_limit_fails_alone(tmp_path: Path, announ
         assert len(srv.messages) == 2
 
 
+def test_a_552_to_mail_from_about_a_quota_still_stops_sending(tmp_path: Path) -> None:
+    """Only a 552 about the size fails one delivery. A sending quota that runs out after the
+    first message (whose MAIL FROM came before EHLO, so the next ones carry SIZE=) fails no
+    subscriber: sending stops and the rest stays pending."""
+    home = two_keyword_home(tmp_path, connections=1)
+    answer = "552 5.7.1 Daily sending quota exceeded for this account"
+    faults = Faults()
+
+    def quota(accepted: list[str]) -> None:
+        if accepted:
+            faults.refuse_sender = answer
+
+    faults.on_mail = quota
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(faults) as srv:
+        baseline_then_new_day(home, fake)
+        code, out, _ = run_cli(home, fake, srv.env())
+        assert code == 1 and "5.7.1" in out, out
+        assert len(srv.messages) == 1 and {k: len(v) for k, v in by_status(home).items()} == {"sent": 1, "pending": 2}
+
+
 def test_repeated_permanent_failures_pause_the_subscriber_and_status_says_so(tmp_path: Path) -> None:
     home = two_keyword_home(tmp_path)  # settings.pause_after_failures: 3 (the default)
     answer = "550 5.2.1 <bob@example.org>: mailbox disabled"

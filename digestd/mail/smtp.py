@@ -335,7 +335,7 @@ async def sendmail(client: aiosmtplib.SMTP, env: Envelope, *, timeout: float, fi
         try:
             await client.mail(env.sender, options=options, encoding=encoding)
         except aiosmtplib.SMTPSenderRefused as err:
-            if sized and err.code == 552:  # RFC 1870: this message's declared size is too large
+            if sized and _about_size(err):
                 raise TooLarge(f"the digest ({len(data)} bytes) is larger than the SMTP server takes: "
                                f"{_answer(err.code, err.message)}") from None
             raise
@@ -356,6 +356,14 @@ def _check_size(client: aiosmtplib.SMTP, size: int) -> None:
     limit = client.esmtp_extensions.get("size", "").strip()
     if limit.isascii() and limit.isdigit() and 0 < int(limit) < size:
         raise TooLarge(f"the digest ({size} bytes) is larger than the SMTP server takes (SIZE {int(limit)})")
+
+
+def _about_size(err: aiosmtplib.SMTPSenderRefused) -> bool:
+    """A 552 to a MAIL FROM with SIZE= that says it is about the size (RFC 1870; 5.3.4 or 5.2.3,
+    or the word): this message is too large. Any other 552 (a sending quota) stays the
+    sender's problem, which stops sending rather than fail every subscriber."""
+    text = err.message.lower()
+    return err.code == 552 and ("5.3.4" in text or "5.2.3" in text or "size" in text)
 
 
 def _lost(where: str, err: BaseException) -> str:
