@@ -332,8 +332,9 @@ class FaultServer:
 
 class SetupFaultServer:
     """A raw server that fails while a connection is set up: it greets, offers STARTTLS, and
-    answers EHLO or STARTTLS with `ehlo` / `starttls`: a reply line, "drop" (close at once)
-    or "stall" (say nothing). Anything else gets 502. It never takes a message."""
+    answers EHLO or STARTTLS with `ehlo` / `starttls`: a reply line, "drop" (close at once),
+    "stall" (say nothing), "endless" (a multi-line reply that never ends, 1 MB a second) or
+    "trickle" (the same, a byte every 0.1 s). Anything else gets 502. It never takes a message."""
 
     def __init__(self, *, ehlo: str | None = None, starttls: str = "454 4.7.0 TLS not available") -> None:
         self.ehlo, self.starttls = ehlo, starttls
@@ -349,6 +350,12 @@ class SetupFaultServer:
             return False
         if action == "stall":
             await asyncio.sleep(3600)
+        if action in ("endless", "trickle"):
+            while True:  # until the client hangs up (then drain raises)
+                for byte in b"250-and more\r\n" if action == "trickle" else [b"250-" + b"x" * 1000 + b"\r\n"]:
+                    writer.write(bytes([byte]) if isinstance(byte, int) else byte)
+                    await writer.drain()
+                    await asyncio.sleep(0.1 if action == "trickle" else 0.001)
         writer.write(action.encode() + b"\r\n")
         await writer.drain()
         return True

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from email.message import Message
@@ -16,14 +17,17 @@ from typing import Any
 
 import pytest
 from conftest import Inbox, serve_digestd, smtp_env, wait_for
+from smtpfaults import SetupFaultServer
 from test_manage import form_of, post
 from test_unsubscribe import request
 
 from digestd.config.load import load_config
+from digestd.config.settings import SmtpSettings
 from digestd.core.bounce_policy import Suppression, SuppressReason
 from digestd.core.tokens import pack, sign_until
 from digestd.store.suppressions import opened
 from digestd.web.ratelimit import client_key
+from digestd.web.signup_mail import Letter, Mailer
 
 SECRET = "signup-test-secret-0123456789"
 OLD = "signup-old-key-9876543210"
@@ -265,3 +269,25 @@ def test_a_suppression_list_that_cannot_be_read_is_not_called_a_bounce(site: tup
     status, _, said = post(url, [("form_token", form_of(request(url)[2]))])
     assert status == 503 and "bounced" not in said
     assert (home / "subscribers.yaml").read_bytes() == before
+
+
+@pytest.mark.parametrize("ehlo", ["endless", "trickle"])
+def test_a_hostile_smtp_server_cannot_hold_the_confirmation_mailer(tmp_path: Path, ehlo: str) -> None:
+    """An EHLO reply of lines without end, at full speed or a byte every 0.1 s: the one mail
+    fails within its timeout. Before (smtplib, a timeout per read), the worker never came back
+    and its memory grew without bound (4 GB in 30 s); every later confirmation waited behind it."""
+    with SetupFaultServer(ehlo=ehlo) as bad:
+        mailer = Mailer(SmtpSettings("127.0.0.1", bad.port, "none", timeout=1.0), tmp_path / "md", "p@example.org")
+        msg = mailer.build(Letter("a@example.org", "Confirm", "text"))
+        failed: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                mailer.send(msg)
+            except Exception as err:  # whichever way aiosmtplib words it
+                failed.append(err)
+
+        worker = threading.Thread(target=send, daemon=True)
+        worker.start()
+        worker.join(8)  # measured 1.0-1.2 s: the 1 s timeout, then the exception
+        assert not worker.is_alive() and failed

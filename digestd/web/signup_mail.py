@@ -8,16 +8,18 @@ into the Maildir in state/ without one, as runs do. A failure is one log line, n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mailbox
 import queue
-import smtplib
 import ssl
 import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
+
+import aiosmtplib
 
 from digestd.config.settings import SmtpSettings
 
@@ -61,7 +63,7 @@ class Mailer:
             letter = self._queue.get()
             try:
                 self.send(self.build(letter))
-            except (OSError, smtplib.SMTPException, ValueError) as err:
+            except (OSError, aiosmtplib.SMTPException, ValueError) as err:
                 log.error("sign-up: a confirmation mail could not be sent: %s: %s", type(err).__name__, err)
 
     def build(self, letter: Letter) -> EmailMessage:
@@ -77,19 +79,17 @@ class Mailer:
         return msg
 
     def send(self, msg: EmailMessage) -> None:
+        """aiosmtplib, as runs use: each reply must arrive whole within the timeout and is at
+        most 32 KB. smtplib's timeout is per read, so a server trickling a reply, or sending a
+        multi-line one without end, held this one worker (and every later mail) for ever and
+        grew its memory without bound (4 GB in 30 s)."""
         s = self.smtp
         if s is None:
             mailbox.Maildir(str(self.maildir), create=True).add(msg)
             return
         ctx = ssl.create_default_context(cafile=s.ca_file) if s.security != "none" else None
-        client: smtplib.SMTP
-        if s.security == "tls":
-            client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ctx)
-        else:
-            client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-        with client:
-            if s.security == "starttls":
-                client.starttls(context=ctx)
-            if s.username and s.password:
-                client.login(s.username, s.password)
-            client.send_message(msg)
+        asyncio.run(aiosmtplib.send(
+            msg, hostname=s.host, port=s.port, timeout=s.timeout,
+            use_tls=s.security == "tls", start_tls=s.security == "starttls", tls_context=ctx,
+            username=s.username if s.password else None, password=s.password,
+        ))
