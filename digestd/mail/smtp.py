@@ -44,8 +44,9 @@ class NoSmtpUtf8(DigestdError):
 
 
 class TooLarge(DigestdError):
-    """The message is over the server's SIZE limit: that delivery fails for good, alone (the
-    server's 552 to a MAIL FROM with SIZE= is about this message, not about our sender)."""
+    """The message is over the server's SIZE limit: that delivery waits (pending) while the
+    others go. Not failed: a limit too small for every digest (SIZE 1) is the server's setting,
+    and failing each would lose everyone's papers and, in three runs, pause them all."""
 
 
 @dataclass
@@ -258,8 +259,10 @@ class SmtpTransport:
             except _SenderNeedsUtf8 as err:
                 halt.fail(str(err))
                 return await _reset(client), Outcome(PENDING, str(err))
-            except (NoSmtpUtf8, TooLarge) as err:
+            except NoSmtpUtf8 as err:
                 return await _reset(client), Outcome(FAILED, str(err))
+            except TooLarge as err:
+                return await _reset(client), Outcome(PENDING, str(err))
             except _Fatal as err:
                 last = str(err)
                 halt.fail(last)
