@@ -348,6 +348,21 @@ def test_no_final_reply_within_the_data_timeout_is_sent_at_most_twice_ever(tmp_p
         assert len({m.message_id for m in srv.to(unknown["email"])}) == 1
 
 
+def test_status_does_not_promise_a_resend_after_the_one_resend(tmp_path: Path) -> None:
+    """The resend also got no reply: it is never sent again, and status says so. Before,
+    status still said "resent once by the next run", a resend that never came."""
+    home = two_keyword_home(tmp_path, [{"email": ALICE}])
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults(drop_data=2)) as srv:
+        baseline_then_new_day(home, fake)
+        run_cli(home, fake, srv.env())
+        assert "resent once by the next run" in cli(home, "status").stdout
+        run_cli(home, fake, srv.env())
+        assert len(srv.kinds("drop")) == 2
+        text = cli(home, "status").stdout
+        assert "1 unknown after their one resend: not sent again" in text and "by the next run" not in text
+        assert json.loads(cli(home, "status", "--json").stdout)["deliveries"]["unknown_resent"] == 1
+
+
 def test_unreachable_server_leaves_everything_pending_exit_75_and_a_later_run_sends(tmp_path: Path) -> None:
     home = two_keyword_home(tmp_path)
     with FakeArxiv(day_feeds(1)) as fake:

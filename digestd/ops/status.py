@@ -44,6 +44,7 @@ class Counts:
     sent: int
     failed: int
     unknown: int
+    unknown_resent: int = 0  # of `unknown`, those already resent once: never sent again
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,7 @@ class Status:
                 "sent": self.deliveries.sent,
                 "failed": self.deliveries.failed,
                 "unknown": self.deliveries.unknown,
+                "unknown_resent": self.deliveries.unknown_resent,
             },
             "failed": [_failure_json(f) for f in self.failed],
             "paused": [{"email": p.email, "reason": p.reason, "since": p.since} for p in self.paused],
@@ -193,6 +195,7 @@ def gather(cfg: Config, next_timer: str | None, now: datetime | None = None) -> 
             sent=counts[DeliveryStatus.SENT],
             failed=counts[DeliveryStatus.FAILED],
             unknown=counts[DeliveryStatus.UNKNOWN],
+            unknown_resent=sum(1 for d in deliveries if d.status is DeliveryStatus.UNKNOWN and d.resends),
         ),
         failed=tuple(failed[-SHOWN_FAILURES:]),
         paused=tuple(_paused(cfg, cursors, today)),

@@ -79,9 +79,12 @@ def _delivery_lines(s: Status) -> list[str]:
     if s.last_run_failed:
         lines.append("failed on the last run (the server's answer):")
         lines.extend(_failure_line(f) for f in s.last_run_failed)
-    if d.unknown:
-        lines.append(f"  {d.unknown} unknown: the server never answered after the message was sent "
-                     "(resent once by the next run, with the same Message-ID)")
+    if d.unknown > d.unknown_resent:
+        lines.append(f"  {d.unknown - d.unknown_resent} unknown: the server never answered after the message "
+                     "was sent (resent once by the next run, with the same Message-ID)")
+    if d.unknown_resent:  # said "resent by the next run" too, which never came: at most once
+        lines.append(f"  {d.unknown_resent} unknown after their one resend: not sent again "
+                     "(ask those subscribers whether it arrived)")
     earlier = [f for f in s.failed if f not in s.last_run_failed]
     if earlier:
         lines.append("failed earlier (last 14 days):")
