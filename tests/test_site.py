@@ -11,11 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import faultkit
 import feedparser
 import pytest
 from aiosmtpd.controller import Controller
 from conftest import Inbox, at, cli, run_once, smtp_env, wait_for, write_instance
 from fakearxiv import FakeArxiv
+from faultkit import additions, day_feeds, run_cli, spawn_run, two_keyword_home
 from fixtures import make_paper, make_papers
 from lxml import etree
 from site_seed import (
@@ -32,6 +34,7 @@ from site_seed import (
     site_files,
     write_archive,
 )
+from smtpfaults import Faults, FaultServer
 
 from digestd.config.load import load_config
 from digestd.pipeline import RunOptions
@@ -257,6 +260,32 @@ def test_a_killed_build_leaves_a_working_site(tmp_path: Path) -> None:
     store.close()
     got = site_files(home)
     assert {k: v.decode() for k, v in got.items()} == want
+
+
+def test_papers_of_a_run_killed_before_it_recorded_its_day_reach_the_site(tmp_path: Path) -> None:
+    """SIGKILL while the run sends (its papers stored, the archive not yet written): the next
+    run, which stores nothing new, puts the killed run's papers on its day page and in the
+    archive notes. Before, they were never archived: the site and archive/ lost them."""
+    home = two_keyword_home(tmp_path)
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults()) as srv:
+        assert run_cli(home, fake, srv.env()).returncode == 0  # the baseline
+        fake.feeds.update(day_feeds(2))
+        srv.faults.slow_data.append(60.0)  # the first digest hangs at its final "."
+        proc = spawn_run(home, fake, srv.env())
+        try:
+            wait_for(lambda: srv.kinds("rcpt") or proc.poll() is not None)
+        finally:
+            proc.kill()
+            proc.communicate()
+        assert proc.returncode == -signal.SIGKILL, "the run ended before it was killed"
+        srv.faults.slow_data.clear()  # the kill may come before that digest's DATA
+        done = run_cli(home, fake, srv.env())
+        assert done.returncode == 0, done.stderr
+    new = additions(2, faultkit.KW_A) | additions(2, faultkit.KW_B)
+    notes = "".join(p.read_text() for p in (home / "archive").glob("*.md"))
+    pages = "".join(p.read_text() for p in (home / "site" / "days").glob("*.html"))
+    assert all(i in notes for i in new), sorted(i for i in new if i not in notes)
+    assert all(i in pages for i in new), sorted(i for i in new if i not in pages)
 
 
 def test_new_and_updated_apart_as_the_digest_says() -> None:

@@ -88,13 +88,15 @@ class ArchiveStore:
         self, seq: int, day: str, held: Mapping[str, Sequence[tuple[int, Paper]]], keep_days: int
     ) -> bool:
         """Add run `seq` of `day`: the papers it stored first, and newer versions of papers
-        already archived; drop the days older than `keep_days`. One write; False (nothing
-        written) when `seq` is already recorded."""
+        already archived; drop the days older than `keep_days`. Papers stored by an earlier
+        run that never recorded itself (killed after storing, or its site failed) come in on
+        `day` too. One write; False (nothing written) when `seq` is already recorded."""
         runs = self.runs()
         if seq <= 0 or seq in runs:
             return False
+        after = max((s for s in runs if s < seq), default=seq - 1)  # the last run on record
         runs[seq] = day
-        entries = merge(self.entries(), seq, day, held)
+        entries = merge(self.entries(), seq, day, held, after=after)
         cutoff = (date.fromisoformat(day) - timedelta(days=keep_days)).isoformat()
         self.runs_table.truncate()
         self.runs_table.insert_multiple({"seq": s, "day": d} for s, d in sorted(runs.items()) if d > cutoff)
@@ -108,17 +110,20 @@ class ArchiveStore:
 
 
 def merge(
-    archived: Sequence[ArchiveEntry], seq: int, day: str, held: Mapping[str, Sequence[tuple[int, Paper]]]
+    archived: Sequence[ArchiveEntry], seq: int, day: str, held: Mapping[str, Sequence[tuple[int, Paper]]],
+    *, after: int | None = None,
 ) -> list[ArchiveEntry]:
-    """Pure: the archive after run `seq` of `day`. A paper stored with this seq and not yet
-    archived under its keyword is added on `day`; an archived paper whose stored version is
+    """Pure: the archive after run `seq` of `day`. A paper stored with a seq above `after`
+    (the last recorded run; seq - 1 by default) up to this one and not yet archived under its
+    keyword is added on `day`; an archived paper whose stored version is
     newer gets that version (its day stays). Baseline papers (seq 0) were never new to anyone
     and are not archived. Sorted by day, keyword, id: one order, so one byte string."""
+    after = seq - 1 if after is None else after
     out = {(e.keyword, e.paper.id): e for e in archived}
     for keyword, items in held.items():
         for s, paper in items:
             old = out.get((keyword, paper.id))
-            if old is None and s == seq:
+            if old is None and after < s <= seq:
                 out[(keyword, paper.id)] = ArchiveEntry(day, keyword, paper)
             elif old is not None and paper.version > old.paper.version:
                 out[(keyword, paper.id)] = ArchiveEntry(old.day, keyword, paper)
