@@ -18,7 +18,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -220,3 +223,64 @@ def test_sigkill_at_full_speed_repeats_at_most_one_digest_per_connection(tmp_pat
           f"{len(srv.messages)} messages for {FULL_SPEED_SUBSCRIBERS} subscribers")
     assert len(kills) >= 3
     assert max(per_kill.values(), default=0) <= CONNECTIONS
+
+
+FULL_DISK_SCRIPT = """\
+set -u
+BASE=$1; H=$2; OUT=$3; PY=$4
+mount -t tmpfs -o size=1m digestd-test "$H" || exit 97
+cp -a "$BASE/." "$H/"
+( while [ ! -e "$OUT/fill" ]; do sleep 0.01; done
+  head -c 2000000 /dev/zero > "$H/filler" 2>/dev/null; touch "$OUT/filled" ) &
+"$PY" -m digestd --home "$H" run >/dev/null 2>"$OUT/run1.err"; echo $? > "$OUT/run1.rc"
+rm -f "$H/filler"
+"$PY" -m digestd --home "$H" run >/dev/null 2>"$OUT/run2.err"; echo $? > "$OUT/run2.rc"
+find "$H" -name '.*.tmp' > "$OUT/tmp"
+"""
+
+
+def test_a_disk_that_fills_while_sending_repeats_no_digest(tmp_path: Path) -> None:
+    """The disk (a 1 MiB tmpfs in a private mount namespace) fills up just as the first digest
+    goes out, before its acceptance reaches outbox.journal, while the other connection has one
+    in flight. The run stops sending with one sentence; the next run, with space again, sends
+    the rest: every subscriber gets the day's papers once. Before, an acceptance that met the
+    full disk was not recorded, nor was the other connection's (the run was torn down under
+    it), and the next run sent them again."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is not installed")
+    subs = [{"email": f"full{i}@example.org", "keywords": followed(i)} for i in range(6)]
+    base = two_keyword_home(tmp_path, subs, connections=2)
+    home, out = tmp_path / "mnt", tmp_path / "out"
+    home.mkdir()
+    out.mkdir()
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults()) as srv:
+        env = srv.env()
+        assert run_cli(base, fake, env).returncode == 0  # the baseline, on the ordinary disk
+        srv.faults.accept_delay = 0.3  # both connections have a message in flight when it fills
+        fake.feeds.update(day_feeds(2))
+
+        def fill_the_disk(accepted: list[str]) -> None:  # at the first MAIL FROM
+            if not (out / "fill").exists():
+                (out / "fill").touch()
+                deadline = time.monotonic() + 30
+                while not (out / "filled").exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+
+        srv.faults.on_mail = fill_the_disk
+        full = {**os.environ, **env, "DIGESTD_ARXIV_API_URL": fake.url, "DIGESTD_ARXIV_DELAY": "0"}
+        full.pop("DIGESTD_HOME", None)
+        proc = subprocess.run(["unshare", "-Urm", "sh", "-c", FULL_DISK_SCRIPT, "sh", str(base), str(home), str(out),
+                               sys.executable], capture_output=True, text=True, timeout=120, check=False,
+                              cwd=Path(__file__).resolve().parent.parent, env=full)
+        if proc.returncode == 97 or not (out / "run2.rc").exists():
+            pytest.skip(f"no private tmpfs here: {proc.stderr.strip()[:200]}")
+    assert (out / "filled").exists()
+    assert (out / "run1.rc").read_text() == "1\n"
+    said = [line for line in (out / "run1.err").read_text().splitlines() if line.startswith("digestd:")]
+    assert len(said) == 1 and "no space left on device" in said[0].lower(), said
+    assert (out / "run2.rc").read_text() == "0\n", (out / "run2.err").read_text()
+    assert (out / "tmp").read_text() == ""
+    for s in subs:
+        got = srv.to(s["email"])
+        assert len(got) == 1, f"{s['email']} got {len(got)} copies"
+        assert got[0].paper_ids() == wanted(s, 2)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import aiosmtplib
 
 from digestd.config.settings import SmtpSettings
-from digestd.errors import DigestdError
+from digestd.errors import DigestdError, StateError
 from digestd.mail import smtpwire
 from digestd.mail.message import Envelope
 from digestd.mail.transport import FAILED, PENDING, SENT, UNKNOWN, Job, Outcome, Report, TransportResult
@@ -191,10 +191,16 @@ class SmtpTransport:
         queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.connections * 4)
         halt = _Halt()
 
+        async def tell(job: Job, outcome: Outcome) -> None:
+            try:
+                await report(job, outcome)
+            except StateError as err:  # outcomes cannot be recorded (a full disk): no new message
+                halt.fail(str(err))  # goes out, and the ones in flight on other connections are still told
+
         async def produce() -> None:
             async for job in jobs:
                 if halt.event.is_set():
-                    await report(job, Outcome(PENDING, halt.reason))
+                    await tell(job, Outcome(PENDING, halt.reason))
                     continue
                 await queue.put(job)
             for _ in range(self.connections):
@@ -205,7 +211,7 @@ class SmtpTransport:
             try:
                 while (job := await queue.get()) is not None:
                     if halt.event.is_set():
-                        await report(job, Outcome(PENDING, halt.reason))
+                        await tell(job, Outcome(PENDING, halt.reason))
                         continue
                     try:
                         client, outcome = await self._send_one(client, job, halt)
@@ -215,7 +221,7 @@ class SmtpTransport:
                     except Exception as err:  # one message's trouble fails that message only
                         log.warning("delivery to %r failed: %s", job.envelope.recipient, _short(err))
                         client, outcome = _drop(client), Outcome(FAILED, f"could not be sent: {_short(err)}")
-                    await report(job, outcome)
+                    await tell(job, outcome)
             finally:
                 if client is not None and client.is_connected:
                     try:

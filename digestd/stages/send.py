@@ -55,11 +55,10 @@ class GroupCommit:
             waiters, self.waiters = self.waiters, []
             try:
                 await asyncio.to_thread(self.outbox.append, self.outbox.take())
-            except StateError as failure:  # the journal cannot be written: the outbox says so
-                for w in waiters + self.waiters:
+            except StateError as failure:  # the journal cannot be written or keep its room
+                for w in waiters:  # those that came meanwhile get their own try: the room may hold them
                     w.set_exception(failure)
-                self.waiters = []
-                return
+                continue
             for w in waiters:
                 w.set_result(None)
 
@@ -94,6 +93,7 @@ def send(
     del subscribed, suppressed  # 100,000 entries each, not needed while sending
     inflight: dict[int, Delivery] = {}  # the deliveries handed to the transport, until their outcome
     sent_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")
+    outbox.reserve()  # a disk too full to record outcomes stops the run before the first message
     commits = GroupCommit(outbox)
     changed = False  # whether an outcome changed a cursor (a failure streak, a pause)
 

@@ -12,6 +12,9 @@ load average about 5: read the ratios, not the absolute times).
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import json
 import logging
 import os
@@ -24,6 +27,13 @@ from digestd.errors import StateError
 from digestd.store.atomic import fsync_dir
 
 log = logging.getLogger(__name__)
+
+# Room kept allocated past the journal's end (fallocate, FALLOC_FL_KEEP_SIZE): the outcomes of
+# one group commit (one acceptance per connection) always fit, so a disk that fills up stops
+# sending while every accepted message can still be recorded, instead of after one that cannot.
+RESERVE = 64 * 1024
+_KEEP_SIZE = 0x01  # FALLOC_FL_KEEP_SIZE, linux/falloc.h
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +93,21 @@ class Journal:
                     entries.append(entry)
         return entries, skipped
 
+    def reserve(self) -> None:
+        """Before the first message: make sure RESERVE bytes past the end can be written, so a
+        full disk stops sending before anything is sent."""
+        self._append(b"")
+
     def append(self, lines: list[bytes]) -> None:
-        """Make `lines` durable: one append and one fsync."""
+        """Make `lines` durable: one append and one fsync; then RESERVE bytes past the end are
+        allocated again. When they cannot be (the disk is full), `lines` are durable and the
+        StateError stops sending before a message is accepted that could not be recorded."""
         if not lines:
             return
         # Each batch starts on a fresh line, so a line a crash cut short stays a line of its own.
-        data = b"\n" + b"\n".join(lines) + b"\n"
+        self._append(b"\n" + b"\n".join(lines) + b"\n")
+
+    def _append(self, data: bytes) -> None:
         try:
             self._write(data)
         except OSError as err:
@@ -96,7 +115,6 @@ class Journal:
                 f"cannot record sent digests in {self.path}: {err.strerror or err}; "
                 "sending stopped so that nothing is sent twice (free space and run again)"
             ) from None
-        self.size += len(data)
 
     def _write(self, data: bytes) -> None:
         new = not self.path.exists()
@@ -106,6 +124,8 @@ class Journal:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+            self.size = (self.size + len(data)) or 1  # an empty file is still removed by the next commit
+            _keep_room(fd, os.fstat(fd).st_size)
         finally:
             os.close(fd)
         if new:
@@ -123,3 +143,25 @@ class Journal:
             return
         fsync_dir(self.path.parent)
         self.size = 0
+
+
+def _keep_room(fd: int, end: int) -> None:
+    """Allocate RESERVE bytes past `end` without changing the file's size; OSError (ENOSPC,
+    EDQUOT) when the disk cannot spare them. A file system or libc without fallocate keeps
+    no room (the write itself then says the disk is full)."""
+    fallocate = _fallocate()
+    if fallocate is not None and fallocate(fd, _KEEP_SIZE, end, RESERVE) != 0:
+        code = ctypes.get_errno()
+        if code in _FULL:
+            raise OSError(code, os.strerror(code))
+
+
+@functools.cache
+def _fallocate() -> Any:
+    """libc's fallocate(2), looked up once; None where there is none."""
+    try:
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return fallocate

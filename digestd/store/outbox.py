@@ -301,6 +301,10 @@ class Outbox:
         Raises StateError when the journal cannot be written: sending must stop."""
         self.journal.append(lines)
 
+    def reserve(self) -> None:
+        """Before sending: StateError when the journal has no room left to record outcomes."""
+        self.journal.reserve()
+
     def sync(self) -> None:
         """Make every outcome marked so far durable (a journal append)."""
         self.append(self.take())
