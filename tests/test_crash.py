@@ -15,6 +15,7 @@ DIGESTD_KILL_SEED=N replays another schedule.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -284,3 +285,51 @@ def test_a_disk_that_fills_while_sending_repeats_no_digest(tmp_path: Path) -> No
         got = srv.to(s["email"])
         assert len(got) == 1, f"{s['email']} got {len(got)} copies"
         assert got[0].paper_ids() == wanted(s, 2)
+
+
+FROZEN_CLI = """\
+import sys
+from freezegun import freeze_time
+with freeze_time(sys.argv.pop(1), tick=True, real_asyncio=True):
+    from digestd.cli.app import main
+    main()
+"""
+
+
+def test_a_run_killed_after_moving_sent_records_out_of_the_ledger_archives_them_once(tmp_path: Path) -> None:
+    """The day after a send, a run moves yesterday's sent records to state/sent/DAY.jsonl.gz,
+    then fetches; SIGKILL while it fetches (its ledger not yet written). The next run moves
+    them again: the sent archive still holds each digest once. Before, twice (`subscribers
+    export` showed every digest of that day sent twice)."""
+    home = two_keyword_home(tmp_path)
+    with FakeArxiv(day_feeds(1)) as fake, FaultServer(Faults()) as srv:
+        env = {**os.environ, **srv.env(), "DIGESTD_ARXIV_API_URL": fake.url, "DIGESTD_ARXIV_DELAY": "0"}
+        env.pop("DIGESTD_HOME", None)
+
+        def run(day: str) -> subprocess.Popen[str]:
+            return subprocess.Popen([sys.executable, "-c", FROZEN_CLI, f"{day} 12:00:00", "--home", str(home), "run"],
+                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    cwd=Path(__file__).resolve().parent.parent)
+
+        for day, feeds in (("2026-11-20", 1), ("2026-11-21", 2)):
+            fake.feeds.update(day_feeds(feeds))
+            assert run(day).wait(60) == 0
+        fake.feeds.update(day_feeds(3))
+        fake.latency = 30.0
+        asked = len(fake.requests)
+        proc = run("2026-11-22")
+        try:
+            deadline = time.monotonic() + 30
+            while len(fake.requests) == asked and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            proc.kill()
+            proc.communicate()
+        assert proc.returncode == -signal.SIGKILL, "the run ended before it was killed"
+        assert (home / "state" / "sent" / "2026-11-21.jsonl.gz").exists()  # moved before the fetch
+        fake.latency = 0.0
+        again = run("2026-11-22")
+        assert again.wait(60) == 0, again.communicate()[1]
+    lines = gzip.decompress((home / "state" / "sent" / "2026-11-21.jsonl.gz").read_bytes()).splitlines()
+    ids = [json.loads(line)["message_id"] for line in lines]
+    assert len(ids) == 3 and len(set(ids)) == 3, ids

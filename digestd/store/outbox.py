@@ -28,6 +28,7 @@ import gzip
 import hashlib
 import json
 import logging
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import date
@@ -118,12 +119,12 @@ def _line(record: Mapping[str, Any]) -> bytes:
 def _archive(folder: Path, sent: Iterable[Mapping[str, Any]], cutoff: str) -> None:
     """Add sent records to folder/DAY.jsonl.gz (one gzip member per call; zcat and gzip.open
     read members as one stream), skipping days before `cutoff`; remove files before it."""
-    by_day: dict[str, list[bytes]] = {}
+    by_day: dict[str, dict[str, bytes]] = {}
     for doc in sent:
-        by_day.setdefault(doc["date"], []).append(_line(doc))
+        by_day.setdefault(doc["date"], {})[doc["message_id"]] = _line(doc)
     for day, lines in sorted(by_day.items()):
         if day >= cutoff:
-            _append_gz(folder / f"{day}.jsonl.gz", b"\n".join(lines) + b"\n")
+            _append_gz(folder / f"{day}.jsonl.gz", lines)
     for old in folder.glob("*.jsonl.gz") if folder.is_dir() else ():
         day = old.name.split(".")[0]
         if is_day(day) and day < cutoff:
@@ -131,9 +132,11 @@ def _archive(folder: Path, sent: Iterable[Mapping[str, Any]], cutoff: str) -> No
                 old.unlink()
 
 
-def _append_gz(path: Path, data: bytes) -> None:
-    """Add one gzip member. Written whole and atomically: a day's file is written once, when
-    the next day's first run moves that day out of the ledger."""
+def _append_gz(path: Path, lines: Mapping[str, bytes]) -> None:
+    """Add one gzip member of `lines` (by Message-ID). Written whole and atomically: a day's
+    file is written once, when the next day's first run moves that day out of the ledger;
+    a run killed before its ledger was written moves them again, and the records the file
+    already holds are left out (they were written twice)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -142,7 +145,25 @@ def _append_gz(path: Path, data: bytes) -> None:
             before = b""
     except OSError as err:
         raise WriteError(path, err) from None
-    write_atomic(path, before + gzip.compress(data, compresslevel=1, mtime=0))
+    held = _message_ids(before)
+    data = b"".join(line + b"\n" for mid, line in lines.items() if mid not in held)
+    if data:
+        write_atomic(path, before + gzip.compress(data, compresslevel=1, mtime=0))
+
+
+def _message_ids(gz: bytes) -> set[str]:
+    """The Message-IDs of a day's sent archive (none of a file that cannot be read)."""
+    try:
+        text = gzip.decompress(gz) if gz else b""
+    except (OSError, EOFError, zlib.error):
+        return set()
+    out: set[str] = set()
+    for raw in text.splitlines():
+        with contextlib.suppress(ValueError, RecursionError):
+            doc = json.loads(raw)
+            if isinstance(doc, dict) and isinstance(doc.get("message_id"), str):
+                out.add(doc["message_id"])
+    return out
 
 
 class Outbox:
