@@ -334,7 +334,8 @@ class SetupFaultServer:
     """A raw server that fails while a connection is set up: it greets, offers STARTTLS, and
     answers EHLO or STARTTLS with `ehlo` / `starttls`: a reply line, "drop" (close at once),
     "stall" (say nothing), "endless" (a multi-line reply that never ends, 1 MB a second) or
-    "trickle" (the same, a byte every 0.1 s). Anything else gets 502. It never takes a message."""
+    "trickle" (the same, a byte every 0.1 s), or for STARTTLS "cut_handshake" / "eof_handshake"
+    (220, then the end of the connection, after half a TLS record or none). Anything else gets 502. It never takes a message."""
 
     def __init__(self, *, ehlo: str | None = None, starttls: str = "454 4.7.0 TLS not available") -> None:
         self.ehlo, self.starttls = ehlo, starttls
@@ -343,13 +344,22 @@ class SetupFaultServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
-    async def _answer(self, writer: asyncio.StreamWriter, action: str) -> bool:
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, action: str) -> bool:
         """Act; False when the connection is over."""
         if action == "drop":
             writer.close()
             return False
         if action == "stall":
             await asyncio.sleep(3600)
+        if action in ("cut_handshake", "eof_handshake"):  # "go ahead", then the connection ends
+            writer.write(b"220 2.0.0 go ahead\r\n")
+            await writer.drain()
+            await reader.read(512)  # the client's hello
+            if action == "cut_handshake":  # half a TLS record first
+                writer.write(b"\x16\x03\x03\x00\x40" + b"\x02" * 10)
+                await writer.drain()
+            writer.close()
+            return False
         if action in ("endless", "trickle"):
             while True:  # until the client hangs up (then drain raises)
                 for byte in b"250-and more\r\n" if action == "trickle" else [b"250-" + b"x" * 1000 + b"\r\n"]:
@@ -371,7 +381,7 @@ class SetupFaultServer:
                     action = self.starttls
                 else:
                     action = "502 5.5.1 not here"
-                if not await self._answer(writer, action):
+                if not await self._answer(reader, writer, action):
                     return
         writer.close()
 

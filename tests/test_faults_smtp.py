@@ -384,8 +384,9 @@ def test_unreachable_server_leaves_everything_pending_exit_75_and_a_later_run_se
     {"ehlo": "drop"}, {"ehlo": "stall"}, {"ehlo": "421 4.3.2 Service shutting down"},
     {"starttls": "454 4.7.0 TLS not available due to temporary reason"}, {"starttls": "drop"},
     {"ehlo": "250-" + "x" * 40000 + "\r\n250 OK"}, {"ehlo": "HTTP/1.1 400 Bad Request"},
+    {"starttls": "cut_handshake"}, {"starttls": "eof_handshake"},
 ], ids=["drop_at_ehlo", "stall_at_ehlo", "421_to_ehlo", "454_to_starttls", "drop_at_starttls",
-        "over_long_ehlo", "not_smtp"])
+        "over_long_ehlo", "not_smtp", "cut_tls_handshake", "eof_in_tls_handshake"])
 def test_a_passing_fault_while_setting_up_starttls_leaves_digests_pending_exit_75(
     tmp_path: Path, fault: dict[str, str]
 ) -> None:
