@@ -217,6 +217,52 @@ def test_an_undecodable_answer_fails_with_a_sentence(fault: Fault, says: str) ->
         assert len(src.fetch(Keyword(KW_A), 5)) == 5  # the next answer is read as usual
 
 
+def test_a_mirror_behind_basic_auth_keeps_it_across_its_own_redirect_only() -> None:
+    """digestd follows redirects itself: the `user:password@` of DIGESTD_ARXIV_API_URL goes on
+    to an absolute Location on the same host (as requests did), never to another host."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from digestd.source.http import BoundedHttp
+
+    feed = b'<feed xmlns="http://www.w3.org/2005/Atom"></feed>'
+    good = "Basic " + base64.b64encode(b"lab:s3cret").decode()
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None: ...
+
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            host = "localhost" if self.path.startswith("/away") else "127.0.0.1"
+            if self.path.startswith(("/api", "/away")):
+                self.send_response(302)
+                self.send_header("Location", f"http://{host}:{self.server.server_port}/moved")
+                body = b""
+            elif self.headers.get("Authorization") == good:
+                self.send_response(200)
+                body = feed
+            else:
+                self.send_response(401)
+                body = b""
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://lab:s3cret@127.0.0.1:{server.server_port}"
+        answer = BoundedHttp().get(f"{base}/api/query", {}, timeout=10, max_bytes=MIB)
+        assert (answer.status, answer.body) == (200, feed)
+        seen.clear()
+        BoundedHttp().get(f"{base}/away", {}, timeout=10, max_bytes=MIB)  # to localhost: another host
+        assert [auth for path, auth in seen if path == "/moved"] == [None]
+    finally:
+        server.shutdown()
+
+
 def test_a_redirect_carrying_a_gzip_bomb_is_followed_without_reading_its_body() -> None:
     """requests read a 3xx's body whole and inflated it before following (even with
     allow_redirects=False): 300 KB on the wire became 300 MB in memory, past the cap."""

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -291,9 +291,23 @@ class BoundedHttp:
                 shown = resp.headers["Location"][:100]
                 raise FetchError(f"arXiv redirected to {shown!r}, which is not a URL") from None
             check_resolves(target, min(DNS_LIMIT, timeouts[1]))
-            resp = self._session.get(target, timeout=timeouts, stream=True, allow_redirects=False)
+            auth = self._kept_auth(resp.url, target)
+            resp = self._session.get(target, auth=auth, timeout=timeouts, stream=True, allow_redirects=False)
         resp.close()
         raise FetchError(f"arXiv redirected more than {MAX_REDIRECTS} times")
+
+
+    def _kept_auth(self, source: str, target: str) -> tuple[str, str] | None:
+        """The `user:password@` of the URL redirected from, for a redirect to the same scheme,
+        host and port (a mirror's own move); None for anywhere else, which must not get it."""
+        a, b = urlsplit(source), urlsplit(target)
+        try:
+            if (a.scheme, a.hostname, a.port) != (b.scheme, b.hostname, b.port):
+                return None
+        except ValueError:  # a port out of range: the request itself will say so
+            return None
+        user, password = requests.utils.get_auth_from_url(source)
+        return (user, password) if user or password else None
 
 
 MAX_REDIRECTS = 5
