@@ -18,6 +18,7 @@ from fakearxiv import ID_LIST, FakeArxiv
 from fixtures import SEED_000, SEED_001, FixturePaper, parse_seed
 
 from digestd.config.load import load_config
+from digestd.core.interests import parse_bibtex
 from digestd.core.records import Delivery
 from digestd.errors import ConfigError
 from digestd.stages import follow
@@ -186,6 +187,15 @@ def test_a_malformed_bibtex_file_is_named_with_line_and_entry(
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path, {})
     assert str(err.value).startswith(f"{tmp_path / 'refs.bib'}, line {line}: {message}")
+
+
+def test_an_at_sign_starting_a_line_inside_a_field_is_text_not_a_new_entry() -> None:
+    # An @ at the start of a line ends an unclosed entry; inside a field value (an abstract
+    # wrapped before "@"), it is text: the file used to be refused as "not closed".
+    (a, b) = parse_bibtex("@misc{a,\n  title = {One},\n  abstract = {Mail us at\n@ the lab.},\n}\n"
+                          "@misc{b, title={Two}, eprint={2506.05175}}\n")
+    assert (a.key, a.title, a.abstract) == ("a", "One", "Mail us at @ the lab.")
+    assert (b.key, b.arxiv_id) == ("b", "2506.05175")
 
 
 def test_a_bibtex_path_that_is_a_fifo_or_a_folder_is_refused_at_once(tmp_path: Path) -> None:

@@ -96,8 +96,10 @@ def parse_bibtex(text: str) -> list[BibEntry]:
     return entries
 
 
-def _closing(text: str, start: int, closer: str, line: int, key: str | None) -> int:
-    """The index of the delimiter closing what opens just before `start` (braces nest)."""
+def _closing(text: str, start: int, closer: str, line: int, key: str | None, *, entry: bool = True) -> int:
+    """The index of the delimiter closing what opens just before `start` (braces nest). Only
+    an `entry` stops at an @ that starts a line (the next entry): a field value lies inside
+    an entry already closed, where such an @ is text (an abstract's line)."""
     depth, i, quoted = 0, start, False
     while i < len(text):
         c = text[i]
@@ -112,7 +114,7 @@ def _closing(text: str, start: int, closer: str, line: int, key: str | None) -> 
             quoted = not quoted
         elif c == closer and depth == 0 and not quoted:
             return i
-        elif c == "@" and depth == 0 and not quoted and text[i - 1] == "\n":
+        elif c == "@" and entry and depth == 0 and not quoted and text[i - 1] == "\n":
             break  # the next entry began: this one was never closed
         i += 1
     raise BibProblem(line, key, "an entry is not closed (unbalanced braces)")
@@ -142,7 +144,7 @@ def _value(rest: str, pos: int, line: int, key: str) -> tuple[str, int]:
         while pos < len(rest) and rest[pos].isspace():
             pos += 1
         if pos < len(rest) and rest[pos] in "{\"":
-            end = _closing(rest, pos + 1, "}" if rest[pos] == "{" else '"', line, key)
+            end = _closing(rest, pos + 1, "}" if rest[pos] == "{" else '"', line, key, entry=False)
             parts.append(rest[pos + 1 : end])
             pos = end + 1
         else:
