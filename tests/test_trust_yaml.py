@@ -395,7 +395,7 @@ def test_keyword_names_are_unique_ignoring_case_in_the_file(tmp_path: Path) -> N
     text = BASE.replace("  - Video Anomaly Detection\n", "  - video understanding\n")
     for home in both_readers(tmp_path, text):
         expected = (f"{home / 'subscribers.yaml'}, line 3: keyword 'video understanding' is listed twice "
-                    "(as 'Video Understanding' too: names are compared ignoring case)")
+                    "(as 'Video Understanding' too: names are compared ignoring case and spaces)")
         assert refused(home) == expected
         proc = cli(home, "keywords", "list")
         assert proc.returncode == 2 and one_sentence(proc) == expected
@@ -407,8 +407,24 @@ def test_keywords_add_refuses_a_name_that_differs_only_in_case(tmp_path: Path) -
     proc = cli(home, "keywords", "add", "video understanding")
     assert proc.returncode == 2
     assert one_sentence(proc) == ("keyword 'video understanding' is already configured as 'Video Understanding' "
-                                  "(names are compared ignoring case)")
+                                  "(names are compared ignoring case and spaces)")
     assert (home / "subscribers.yaml").read_bytes() == before
+
+
+def test_keyword_names_that_differ_only_in_spaces_are_one_keyword(tmp_path: Path) -> None:
+    # "Video  Understanding" searched the same phrase as a second keyword: its own section,
+    # the same papers twice; names are now told apart ignoring runs of spaces as well.
+    home = instance(tmp_path, BASE)
+    before = (home / "subscribers.yaml").read_bytes()
+    proc = cli(home, "keywords", "add", "video  Understanding")
+    assert proc.returncode == 2
+    assert one_sentence(proc) == ("keyword 'video  Understanding' is already configured as 'Video Understanding' "
+                                  "(names are compared ignoring case and spaces)")
+    assert (home / "subscribers.yaml").read_bytes() == before
+    text = BASE.replace("  - Video Anomaly Detection\n", "  - Video  Understanding\n")
+    for home in both_readers(tmp_path / "file", text):
+        assert refused(home) == (f"{home / 'subscribers.yaml'}, line 3: keyword 'Video  Understanding' is listed "
+                                 "twice (as 'Video Understanding' too: names are compared ignoring case and spaces)")
 
 
 # -------------------------------------------------------------------------- point 10: writes

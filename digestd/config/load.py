@@ -22,6 +22,7 @@ from digestd.config.values import (
     address_key,
     control_character,
     email_problem,
+    keyword_key,
     keyword_name_problem,
 )
 from digestd.config.yamlread import parse_yaml, read_yaml_text
@@ -145,10 +146,10 @@ def _keywords(raw: Any) -> tuple[Keyword, ...]:
     if not isinstance(raw, list):
         raise Invalid(("keywords",), "`keywords` must be a list")
     out: list[Keyword] = []
-    seen: dict[str, str] = {}  # casefolded name -> the name as configured
+    seen: dict[str, str] = {}  # keyword_key(name) -> the name as configured
     for i, item in enumerate(raw):
         keyword = _keyword(("keywords", i), item, seen)
-        seen[keyword.name.casefold()] = keyword.name
+        seen[keyword_key(keyword.name)] = keyword.name
         out.append(keyword)
     return tuple(out)
 
@@ -166,9 +167,9 @@ def _keyword(where: Where, item: Any, seen: dict[str, str]) -> Keyword:
     if problem:
         raise Invalid(where, problem)
     assert isinstance(name, str)
-    first = seen.get(name.casefold())
+    first = seen.get(keyword_key(name))
     if first is not None:
-        same = "" if first == name else f" (as {first!r} too: names are compared ignoring case)"
+        same = "" if first == name else f" (as {first!r} too: names are compared ignoring case and spaces)"
         raise Invalid(where, f"keyword {name!r} is listed twice{same}")
     query = item.get("query")
     if query is not None and (not isinstance(query, str) or "\n" in query.strip()):
@@ -189,7 +190,7 @@ def _subscribers(raw: Any, keywords: tuple[Keyword, ...]) -> tuple[Subscriber, .
         return ()
     if not isinstance(raw, list):
         raise Invalid(("subscribers",), "`subscribers` must be a list")
-    names = {k.name.casefold(): k.name for k in keywords}
+    names = {keyword_key(k.name): k.name for k in keywords}
     out: list[Subscriber] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
@@ -266,10 +267,10 @@ def _followed(where: Where, kws: Any, names: dict[str, str], email: str) -> tupl
                               "remove the line to follow every keyword")
     if not isinstance(kws, list) or not all(isinstance(k, str) for k in kws):
         raise Invalid(where, f"the keywords of {email} must be a list of keyword names")
-    missing = [k for k in kws if k.casefold() not in names]
+    missing = [k for k in kws if keyword_key(k) not in names]
     if missing:
         raise Invalid(where, f"{email} follows {missing[0]!r}, which is not a configured keyword")
-    return tuple(dict.fromkeys(names[k.casefold()] for k in kws))
+    return tuple(dict.fromkeys(names[keyword_key(k)] for k in kws))
 
 
 def _choice(item: dict[str, Any], key: str, enum: type[_E], where: Where, email: str) -> _E:

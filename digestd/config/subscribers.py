@@ -13,7 +13,13 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from digestd.config.csvio import CsvRow, read_rows
 from digestd.config.edit import edit
 from digestd.config.tracked import Doc, append_item, delete_item, delete_key, set_key
-from digestd.config.values import check_name, control_character, keyword_name_problem, normalize_email
+from digestd.config.values import (
+    check_name,
+    control_character,
+    keyword_key,
+    keyword_name_problem,
+    normalize_email,
+)
 from digestd.core.models import Frequency, SubscriberStatus
 from digestd.errors import UsageError
 
@@ -32,7 +38,8 @@ def add_keyword(
     def change(data: Doc) -> list[str]:
         configured = _configured(data, name)
         if configured is not None:
-            same = "" if configured == name else f" as {configured!r} (names are compared ignoring case)"
+            why = "names are compared ignoring case and spaces"
+            same = "" if configured == name else f" as {configured!r} ({why})"
             raise UsageError(f"keyword {name!r} is already configured{same}")
         item: Any = name
         if query or categories:
@@ -61,7 +68,7 @@ def remove_keyword(home: Path, name: str) -> list[str]:
             follows = sub.get("keywords") if isinstance(sub, dict) else None
             if not isinstance(follows, list):
                 continue
-            hits = [j for j, k in enumerate(follows) if str(k).casefold() == configured.casefold()]
+            hits = [j for j, k in enumerate(follows) if keyword_key(str(k)) == keyword_key(configured)]
             for j in reversed(hits):
                 del follows[j]
             if hits:
@@ -299,8 +306,8 @@ def _find(subs: list[Any], email: str) -> Any:
 
 
 def _configured(data: Doc, name: str) -> str | None:
-    """The configured spelling of keyword `name`, matched ignoring case, or None."""
-    return next((k for k in keyword_names(data) if k.casefold() == name.casefold()), None)
+    """The configured spelling of keyword `name`, matched ignoring case and spaces, or None."""
+    return next((k for k in keyword_names(data) if keyword_key(k) == keyword_key(name)), None)
 
 
 def _check_keywords(data: Doc, wanted: Iterable[str]) -> list[str]:

@@ -34,6 +34,12 @@ def control_character(text: str) -> str | None:
     return f"U+{ord(m.group()):04X}" if m else None
 
 
+def keyword_key(name: str) -> str:
+    """What tells keyword names apart: not case, not runs of spaces ("Video  Anomaly Detection"
+    is the same arXiv phrase as "video anomaly detection")."""
+    return " ".join(name.split()).casefold()
+
+
 def keyword_name_problem(name: object) -> str | None:
     """Why `name` cannot be a keyword, or None: it becomes a README heading and an arXiv phrase."""
     if not isinstance(name, str) or not name.strip():
