@@ -205,3 +205,20 @@ def test_a_file_outside_the_line_edits_reach_is_edited_by_the_round_trip(
     assert [(s.email, s.name, s.status) for s in subs][-1] == ("b@example.org", "Bob", SubscriberStatus.PAUSED), shape
     assert "list_name: L" in (home / "subscribers.yaml").read_text(encoding="utf-8")
     assert len(round_trips) >= 1  # the first edit at least; the second may find the file plain
+
+
+def test_a_keyword_that_starts_with_a_question_mark_or_colon_can_be_followed(tmp_path: Path) -> None:
+    # ruamel writes `? q` bare in a flow list, where it reads back as a mapping: following such
+    # a keyword was refused ("must be a list of keyword names"), and so was any later edit of
+    # the file once one subscriber followed it (the round trip dropped the quotes).
+    home = tmp_path
+    (home / "subscribers.yaml").write_text(
+        "keywords:\n  - '? q'\n  - ':x'\n  - Alpha\nsubscribers:\n  - email: a@example.org\n"
+        "  - email: b@example.org\n    keywords: ['? q']  # quoted by hand\nsettings:\n  from: P <p@example.org>\n",
+        encoding="utf-8",
+    )
+    ops.add_subscriber(home, "c@example.org", None, ["? q", ":x"])
+    ops.set_subscriber(home, "a@example.org", [":x"], None)
+    ops.set_subscriber(home, "a@example.org", None, None, name="A")  # a round trip of every line
+    subs = {s.email: s.keywords for s in load_config(home, {}).subscribers}
+    assert subs == {"a@example.org": (":x",), "b@example.org": ("? q",), "c@example.org": ("? q", ":x")}

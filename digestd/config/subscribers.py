@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from digestd.config.csvio import CsvRow, read_rows
 from digestd.config.edit import edit
@@ -271,8 +272,9 @@ def _set_keywords(data: Doc, item: Doc, keywords: list[str]) -> list[str]:
 
 
 def _flow(items: Iterable[str]) -> CommentedSeq:
-    """A list written the way the documentation shows it: `[a, b]`."""
-    seq = CommentedSeq(items)
+    """A list written the way the documentation shows it: `[a, b]`. ruamel writes a name that
+    starts with `?` or `:` bare in a flow list (`[? q]`), which reads back as a mapping: quoted."""
+    seq = CommentedSeq(SingleQuotedScalarString(x) if x[:1] in "?:" else x for x in items)
     seq.fa.set_flow_style()
     return seq
 

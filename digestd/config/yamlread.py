@@ -66,6 +66,7 @@ def parse_yaml(text: str, path: Path, *, round_trip: bool = False) -> Any:
         if data is not NOT_SIMPLE:
             return data
     yaml = YAML(typ="rt" if round_trip else "safe", pure=True)
+    yaml.preserve_quotes = round_trip  # an edit writes `['? q']` back quoted, not `[? q]` (a mapping)
     yaml.Composer = _StrictComposer
     yaml.Constructor = _marked(yaml.Constructor)
     try:
