@@ -110,6 +110,20 @@ def test_keywords_add_list_remove(tmp_path: Path) -> None:
     assert gone.returncode == 2 and "is not a configured keyword" in gone.stderr
 
 
+def test_removing_and_adding_a_keyword_again_says_what_follows(tmp_path: Path) -> None:
+    """Re-added, a keyword keeps its stored papers (no baseline, unlike what add used to say),
+    and a reader left following nothing is told so."""
+    write_instance(tmp_path, [KW, "Other"], [{"email": "alice@example.org", "keywords": [KW]}], timezone="UTC")
+    with FakeArxiv({KW: make_papers(KW, 5, date="2026-11-19"), "Other": make_papers("Other", 2)}) as fake:
+        assert cli(tmp_path, "run", env={"DIGESTD_ARXIV_API_URL": fake.url}).returncode == 0  # baseline
+    gone = cli(tmp_path, "keywords", "remove", KW)
+    assert gone.returncode == 0 and "alice@example.org no longer follows it; they follow no keyword now" in gone.stdout
+    again = cli(tmp_path, "keywords", "add", KW)
+    assert again.returncode == 0 and "runs kept 5 of its papers" in again.stdout and "(baseline)" not in again.stdout
+    fresh = cli(tmp_path, "keywords", "add", "Brand New")
+    assert fresh.returncode == 0 and "(baseline)" in fresh.stdout
+
+
 def test_run_logs_plain_lines_and_summary(tmp_path: Path, smtp: tuple[object, object]) -> None:
     controller, inbox = smtp
     write_instance(tmp_path, [KW, "Vision Language Model"], [{"email": "alice@example.org"}], timezone="UTC")

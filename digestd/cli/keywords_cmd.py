@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,9 @@ import typer
 from digestd.cli.context import cli_context
 from digestd.config import subscribers as subscriptions
 from digestd.config.load import load_config
+from digestd.config.settings import Paths
+from digestd.errors import DigestdError
+from digestd.store.papers import PaperStore
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +35,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Add a keyword; its first run stores papers without mailing them."""
-        for line in subscriptions.add_keyword(cli_context(ctx).home, name, query, category or None):
+        home = cli_context(ctx).home
+        for line in subscriptions.add_keyword(home, name, query, category or None, held=_held(home, name)):
             typer.echo(line)
 
     @kw.command("remove")
@@ -63,3 +68,18 @@ def register(app: typer.Typer) -> None:
         for k in cfg.keywords:
             extra = f"  [{', '.join(k.categories)}]" if k.categories else ""
             typer.echo(f"{k.name}{extra}  query: {k.search_query}")
+
+
+def _held(home: Path, name: str) -> int:
+    """Papers runs stored under `name` (a keyword removed, then added again, keeps them)."""
+    path = Paths(home).papers_db
+    if not path.exists():
+        return 0
+    try:
+        store = PaperStore(path, read_only=True)
+    except DigestdError:
+        return 0  # the run will name the file
+    try:
+        return len(store.keyword_papers(name))
+    finally:
+        store.close()

@@ -26,8 +26,10 @@ from digestd.errors import UsageError
 
 
 def add_keyword(
-    home: Path, name: str, query: str | None = None, categories: list[str] | None = None
+    home: Path, name: str, query: str | None = None, categories: list[str] | None = None, *, held: int = 0
 ) -> list[str]:
+    """Add a keyword. `held`: papers runs stored under this exact name before it was removed;
+    they stay, so its next run is no baseline and mails what arrived since."""
     problem = keyword_name_problem(name)
     if problem:
         raise UsageError(problem)
@@ -50,6 +52,9 @@ def add_keyword(
             if query:
                 item["query"] = query
         append_item(_seq(data, "keywords"), item)
+        if held:
+            return [f"added keyword {name!r}; runs kept {held} of its papers from before it was removed, so "
+                    "its next run is no baseline: it mails the papers that arrived since (up to max_results)"]
         return [f"added keyword {name!r}; its first run stores papers without mailing them (baseline)"]
 
     return edit(home, change)
@@ -73,7 +78,9 @@ def remove_keyword(home: Path, name: str) -> list[str]:
             for j in reversed(hits):
                 del follows[j]
             if hits:
-                said.append(f"{sub['email']} no longer follows it")
+                alone = "" if follows else (f"; they follow no keyword now and get no digest until "
+                                            f"`digestd subscribers set {sub['email']} --keyword ...`")
+                said.append(f"{sub['email']} no longer follows it{alone}")
         return said
 
     return edit(home, change)
