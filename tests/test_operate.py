@@ -4,14 +4,19 @@ alerts to the operator once per incident (with a "resolved" note), through a rea
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import Inbox, at, cli, run_once, smtp_env, write_instance
+from conftest import Inbox, InboxHandler, at, cli, free_port, run_once, smtp_env, write_instance
 from fakearxiv import FakeArxiv, Fault
+from faultkit import spawn_run
 from fixtures import FixturePaper, make_paper
 from freezegun import freeze_time
 from smtpfaults import Faults, FaultServer, make_certs
@@ -197,6 +202,46 @@ def test_failing_keyword_alert_and_resolved_note(tmp_path: Path, smtp: tuple[Con
     assert "failed on 2 runs in a row" in mails[0].get_content()
     assert "resolved" in str(mails[1]["Subject"]) and KW in mails[1].get_content()
     assert not json.loads(cli(home, "status", "--json", env=env).stdout)["incidents"]
+
+
+def test_an_alert_goes_at_most_once_even_when_the_run_is_killed_as_it_goes(tmp_path: Path) -> None:
+    """The server takes the alert and the run is SIGKILLed before it hears the 250 (so before it
+    can write ops.json): the next run must not mail the same alert again."""
+    inbox = Inbox()
+    victim: list[subprocess.Popen[str]] = []
+
+    class KillOnAlert(InboxHandler):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            reply = await super().handle_DATA(server, session, envelope)
+            if OPERATOR in envelope.rcpt_tos and victim:
+                os.kill(victim[0].pid, signal.SIGKILL)
+                victim[0].wait()
+            return reply
+
+    controller = Controller(KillOnAlert(inbox), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        home = write_instance(tmp_path, [KW], [{"email": "a@example.org"}], timezone="UTC", alert_to=OPERATOR)
+        env = smtp_env(controller)
+        with FakeArxiv({KW: _papers(KW, "2026-11-23", 100, 3)}) as fake:
+            run_once(home, fake, env=env, now=at("2026-11-23"))
+            fake.faults[KW] = [Fault.status(400)] * 60
+            run_once(home, fake, env=env, now=at("2026-11-24"))
+            victim.append(spawn_run(home, fake, env))  # the second failure in a row: the alert
+            victim[0].wait(timeout=60)
+            assert victim[0].returncode == -signal.SIGKILL and len(inbox.to(OPERATOR)) == 1
+            run_once(home, fake, env=env, now=at("2026-12-01"))
+            assert len(inbox.to(OPERATOR)) == 1  # not mailed a second time
+            [incident] = json.loads(cli(home, "status", "--json", env=env).stdout)["incidents"]
+            assert incident["kind"] == "keyword-failing" and incident["mailing"] is True
+            fake.faults[KW] = []
+            fake.feeds[KW] = _papers(KW, "2026-12-02", 200, 1) + fake.feeds[KW]
+            run_once(home, fake, env=env, now=at("2026-12-02"))
+    finally:
+        controller.stop()
+    mails = inbox.to(OPERATOR)
+    assert len(mails) == 2 and "resolved" in str(mails[1]["Subject"])
+    assert "may not have reached you" in mails[1].get_content()
 
 
 def test_pending_for_a_day_is_alerted(tmp_path: Path, smtp: tuple[Controller, Inbox]) -> None:

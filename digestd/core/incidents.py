@@ -44,6 +44,7 @@ class Incident:
     detail: str
     opened: str  # ISO time of the run that first saw it
     notified: bool = False  # the operator was mailed about it (else: try again next run)
+    mailing: bool = False  # a run stopped while mailing its alert: it may have gone, never mailed again
 
     @property
     def key(self) -> str:
@@ -51,7 +52,7 @@ class Incident:
 
     def to_doc(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "subject": self.subject, "detail": self.detail,
-                "opened": self.opened, "notified": self.notified}
+                "opened": self.opened, "notified": self.notified, "mailing": self.mailing}
 
 
 def incident_from_doc(doc: Any) -> Incident:
@@ -68,12 +69,14 @@ def incident_from_doc(doc: Any) -> Incident:
         detail=fields.get(doc, "detail", str),
         opened=fields.stamp(doc, "opened") or "",
         notified=bool(fields.get(doc, "notified", bool, optional=True)),
+        mailing=bool(fields.get(doc, "mailing", bool, optional=True)),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class Reconciled:
-    """`open`: what stays in state; `to_report`: opened and not yet mailed; `resolved`:
+    """`open`: what stays in state; `to_report`: opened and not yet mailed (nor maybe mailed by a
+    run that was stopped while mailing it); `resolved`:
     cleared incidents (`notified` says whether their opening reached the operator)."""
 
     open: tuple[Incident, ...]
@@ -89,4 +92,4 @@ def reconcile(known: Mapping[str, Incident], seen: Iterable[Condition], now: str
         old = known.get(key)
         still.append(replace(old, detail=c.detail) if old else Incident(c.kind, c.subject, c.detail, now))
     resolved = tuple(i for k, i in known.items() if k not in current)
-    return Reconciled(tuple(still), tuple(i for i in still if not i.notified), resolved)
+    return Reconciled(tuple(still), tuple(i for i in still if not (i.notified or i.mailing)), resolved)

@@ -4,6 +4,8 @@
 Once per incident, not once per run: an incident stays in state/ops.json while its condition
 holds and is mailed once; a "resolved" note follows when it clears. An alert that cannot be
 delivered (the same SMTP login that failed) stays unmailed and is tried again by the next run.
+ops.json says an alert is being mailed before it goes, so a run killed meanwhile never mails it
+again (at most once; its resolved note then says it may not have reached the operator).
 A problem here never fails the run: it is logged in one line.
 """
 
@@ -54,10 +56,14 @@ def after_run(
         result = reconcile(known, conditions(cfg, report, pending, histories, known, now), stamp)
         open_now = list(result.open)
         due = result.to_report or result.resolved
-        if transport and cfg.settings.alert_to and due and mail_report(cfg, transport, result, now):
+        if transport and cfg.settings.alert_to and due:
             told = {i.key for i in result.to_report}
-            open_now = [replace(i, notified=True) if i.key in told else i for i in open_now]
-            report.messages.append(f"alert mailed to {cfg.settings.alert_to}")
+            # on disk before it goes: a run killed while mailing it does not mail it again
+            going = [replace(i, mailing=True) if i.key in told else i for i in open_now]
+            store.save(histories.values(), going)
+            if mail_report(cfg, transport, result, now):
+                open_now = [replace(i, notified=True) if i.key in told else i for i in open_now]
+                report.messages.append(f"alert mailed to {cfg.settings.alert_to}")
         store.save(histories.values(), open_now)
     except DigestdError as err:
         log.warning("alerts skipped: %s", err)
@@ -145,6 +151,8 @@ def report_text(result: Reconciled, list_name: str) -> tuple[str, str]:
 
 
 def _unmailed(i: Incident) -> str:
+    if i.mailing:
+        return "; the run mailing its alert was stopped, so it may not have reached you"
     return "" if i.notified else "; it could not be mailed while it lasted"
 
 
