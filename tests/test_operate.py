@@ -28,6 +28,7 @@ from digestd.core.incidents import Condition, IncidentKind, reconcile
 from digestd.core.quiet import KeywordHistory, history_from_doc, judge, silent_streak
 from digestd.core.records import Cursor
 from digestd.core.schedule import next_weekly
+from digestd.ops import status_text
 from digestd.ops.status import gather
 from digestd.store.outbox import Outbox
 from digestd.store.suppressions import opened
@@ -202,6 +203,25 @@ def test_failing_keyword_alert_and_resolved_note(tmp_path: Path, smtp: tuple[Con
     assert "failed on 2 runs in a row" in mails[0].get_content()
     assert "resolved" in str(mails[1]["Subject"]) and KW in mails[1].get_content()
     assert not json.loads(cli(home, "status", "--json", env=env).stdout)["incidents"]
+
+
+def test_status_json_lists_every_pending_delivery_the_text_points_to(
+    tmp_path: Path, smtp: tuple[Controller, Inbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    controller, inbox = smtp
+    busy = [f"busy{n}@example.org" for n in range(3)]
+    for addr in busy:
+        inbox.refuse_rcpt[addr] = "451 4.2.0 mailbox busy, try later"
+    home = write_instance(tmp_path, [KW], [{"email": a} for a in busy], timezone="UTC")
+    env = smtp_env(controller, DIGESTD_SMTP_RETRIES="0")
+    with FakeArxiv({KW: _papers(KW, "2026-11-24", 100, 3)}) as fake:
+        run_once(home, fake, env=env, now=at("2026-11-24"))
+        fake.feeds[KW] = _papers(KW, "2026-11-25", 200, 2) + fake.feeds[KW]
+        run_once(home, fake, env=env, now=at("2026-11-25"))
+    monkeypatch.setattr(status_text, "SHOWN_PENDING", 1)
+    info = gather(load_config(home, env), None)
+    assert "  ... and 2 more (digestd status --json lists them)" in info.lines()
+    assert sorted(w["email"] for w in info.to_json()["pending"]) == busy
 
 
 def test_an_alert_goes_at_most_once_even_when_the_run_is_killed_as_it_goes(tmp_path: Path) -> None:

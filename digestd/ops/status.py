@@ -26,7 +26,6 @@ from digestd.store.outbox import Outbox
 from digestd.store.papers import PaperStore
 
 SHOWN_FAILURES = 20  # the most recent failed or unknown deliveries listed
-SHOWN_PENDING = 200  # pending deliveries listed one by one (all are counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +200,7 @@ def gather(cfg: Config, next_timer: str | None, now: datetime | None = None) -> 
         paused=tuple(_paused(cfg, cursors, today)),
         now=now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         announcement_day=is_announcement_day(today),
-        pending=tuple(_waiting(d, now) for d in pending[:SHOWN_PENDING]),
+        pending=tuple(_waiting(d, now) for d in pending),  # all: the text lists the first few
         last_run_failed=tuple(_last_run_failures(failed, last_run)),
         weekly=tuple(
             Weekly(s.email, next_weekly(_since(cursors.get(s.email.lower())), today,

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from digestd.core.quiet import WEEKEND_NOTE
 from digestd.core.records import RunSummary
 
+SHOWN_PENDING = 200  # pending deliveries the text lists one by one (--json lists all)
+
 if TYPE_CHECKING:
     from digestd.ops.status import Failure, KeywordState, Status
 
@@ -72,10 +74,10 @@ def _delivery_lines(s: Status) -> list[str]:
         lines.extend(
             f"  {w.email}: digest of {w.date}, waiting {_age(w.age_hours)}, {w.attempts} attempt(s), "
             f"last error: {w.error or 'none (not tried yet)'}"
-            for w in s.pending
+            for w in s.pending[:SHOWN_PENDING]
         )
-        if d.pending > len(s.pending):
-            lines.append(f"  ... and {d.pending - len(s.pending)} more (digestd status --json lists them)")
+        if d.pending > SHOWN_PENDING:
+            lines.append(f"  ... and {d.pending - SHOWN_PENDING} more (digestd status --json lists them)")
     if s.last_run_failed:
         lines.append("failed on the last run (the server's answer):")
         lines.extend(_failure_line(f) for f in s.last_run_failed)
