@@ -294,3 +294,30 @@ def test_unwritable_paths_get_one_sentence(tmp_path: Path) -> None:
     proc = cli(tmp_path / "i", "preview", "alice@example.org", "--output", str(tmp_path / "no" / "such" / "dir.html"))
     assert proc.returncode == 1 and "No such file or directory" in proc.stderr
     no_traceback(proc)
+
+
+def test_preview_output_writes_through_what_is_not_a_plain_file(tmp_path: Path) -> None:
+    """`--output` to a FIFO, a device or a symlink writes to it; it never replaces it with a file
+    (as root, `--output /dev/full` replaced the device node), and `-` is stdout."""
+    import os
+    import stat
+    import threading
+
+    home = write_instance(tmp_path / "i", [KW], [{"email": "alice@example.org"}])
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    proc = cli(home, "preview", "alice@example.org", "--format", "text", "--output", str(fifo), timeout=30)
+    reader.join(10)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and b"Daily Papers" in got[0]
+    target, link = tmp_path / "target.html", tmp_path / "link.html"
+    target.write_text("old")
+    link.symlink_to(target)
+    assert cli(home, "preview", "alice@example.org", "--output", str(link)).returncode == 0
+    assert link.is_symlink() and "<html" in target.read_text()
+    proc = cli(home, "preview", "alice@example.org", "--format", "text", "--output", "-")
+    assert proc.returncode == 0 and "Daily Papers" in proc.stdout
+    assert not (Path.cwd() / "-").exists()

@@ -21,7 +21,7 @@ from digestd.ops.preview import preview
 from digestd.ops.status import gather
 from digestd.ops.systemd import next_timer_run
 from digestd.pipeline import run_date
-from digestd.store.atomic import write_atomic
+from digestd.store.atomic import WriteError, write_atomic
 from digestd.store.lock import RunLock
 from digestd.store.outbox import Outbox
 
@@ -81,10 +81,10 @@ def register(app: typer.Typer) -> None:
         if open_ and output is None:
             suffix = ".html" if fmt == "html" else ".txt"
             output = _temp_file(suffix)
-        if output is None:
+        if output is None or str(output) == "-":
             typer.echo(body, nl=False)
             return
-        write_atomic(output, body)
+        _write_output(output, body)
         typer.echo(f"wrote {output} ({source})", err=True)
         if open_:
             uri = output.resolve().as_uri()
@@ -112,6 +112,19 @@ def smtp_steps(home: Path) -> list[str]:
         "  DIGESTD_SMTP_USERNAME=digests  DIGESTD_SMTP_PASSWORD_FILE=/path/to/a/file/holding/the/password",
         "  (DIGESTD_SMTP_SECURITY: starttls on port 587, tls on port 465, none only for a local relay)",
     ]
+
+
+def _write_output(path: Path, body: str) -> None:
+    """A new or regular file is replaced atomically (through a symlink, which stays); anything
+    else (/dev/stdout, a FIFO, a device) is written to, never replaced by a file."""
+    if path.exists() and not path.is_file():
+        try:
+            with path.open("w", encoding="utf-8") as out:
+                out.write(body)
+        except OSError as err:
+            raise WriteError(path, err) from None
+        return
+    write_atomic(path.resolve(), body)
 
 
 def _temp_file(suffix: str) -> Path:
