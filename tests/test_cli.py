@@ -321,3 +321,19 @@ def test_preview_output_writes_through_what_is_not_a_plain_file(tmp_path: Path) 
     proc = cli(home, "preview", "alice@example.org", "--format", "text", "--output", "-")
     assert proc.returncode == 0 and "Daily Papers" in proc.stdout
     assert not (Path.cwd() / "-").exists()
+
+
+def test_json_commands_print_json_even_when_they_fail(tmp_path: Path) -> None:
+    """A script reading `--json` gets a JSON object on stdout on an error too, with the sentence
+    and the exit code (the sentence stays on stderr)."""
+    for args in (("status", "--json"), ("run", "--json", "--dry-run"), ("keywords", "list", "--json")):
+        proc = cli(tmp_path / "none", *args)
+        assert proc.returncode == 2 and "digestd init" in proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["exit_code"] == 2 and "digestd init" in doc["error"]
+    home = write_instance(tmp_path / "i", [KW], [{"email": "alice@example.org"}])
+    (home / "state" / "ops.json").write_text("{broken")
+    proc = cli(home, "status", "--json")
+    assert proc.returncode == 1 and "ops.json" in json.loads(proc.stdout)["error"]
+    proc = cli(home, "status")
+    assert proc.returncode == 1 and proc.stdout == ""

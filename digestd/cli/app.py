@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -101,17 +102,19 @@ def main() -> None:
         helpfmt.tidy(command)  # value names in words, help lines whole
         command(prog_name="digestd")
     except DigestdError as err:
-        typer.echo(f"digestd: {err}", err=True)
-        sys.exit(int(err.exit_code))
+        _fail(str(err), err.exit_code)
     except OSError as err:  # a file or folder the user named cannot be read or written
         where = f"{err.filename}: " if err.filename else ""
-        typer.echo(f"digestd: {where}{err.strerror or err}", err=True)
-        sys.exit(int(ExitCode.ERROR))
+        _fail(f"{where}{err.strerror or err}", ExitCode.ERROR)
     except Exception as err:  # the last guard: no traceback reaches a user
         if os.environ.get("DIGESTD_DEBUG") or logging.getLogger("digestd").isEnabledFor(logging.DEBUG):
             raise
-        typer.echo(
-            f"digestd: internal error: {type(err).__name__}: {err} (rerun with --log-level debug)",
-            err=True,
-        )
-        sys.exit(int(ExitCode.ERROR))
+        _fail(f"internal error: {type(err).__name__}: {err} (rerun with --log-level debug)", ExitCode.ERROR)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """One sentence on stderr; with --json, stdout still holds JSON: {"error": ..., "exit_code": ...}."""
+    typer.echo(f"digestd: {message}", err=True)
+    if "--json" in sys.argv[1:]:
+        typer.echo(json.dumps({"error": message, "exit_code": int(code)}, ensure_ascii=False))
+    sys.exit(int(code))
