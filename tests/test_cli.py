@@ -43,6 +43,19 @@ def test_init_creates_and_never_overwrites(tmp_path: Path) -> None:
     assert (home / "subscribers.yaml").read_bytes() == before
 
 
+def test_init_says_the_next_command_ready_to_paste(tmp_path: Path) -> None:
+    """A folder with a space broke the printed command when pasted into a shell."""
+    import shlex
+    import subprocess
+
+    home = tmp_path / "my lab's papers"
+    out = cli(home, "init").stdout
+    command = out.split("then `", 1)[1].split("`", 1)[0]
+    assert shlex.split(command)[:3] == ["digestd", "--home", str(home.resolve())]
+    assert subprocess.run(["sh", "-c", f"set -- {command}; test \"$3\" = {shlex.quote(str(home.resolve()))}"],
+                          check=False).returncode == 0
+
+
 def test_missing_instance_says_to_run_init(tmp_path: Path) -> None:
     proc = cli(tmp_path / "nowhere", "run")
     assert proc.returncode == 2

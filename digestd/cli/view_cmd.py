@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import tempfile
 import webbrowser
 from datetime import UTC, datetime
@@ -58,7 +59,8 @@ def register(app: typer.Typer) -> None:
         for line in init_instance(home):
             typer.echo(line)
         load_config(home)
-        typer.echo(f"next: edit {home / 'subscribers.yaml'}, then `digestd --home {home} run`")
+        pasted = shlex.quote(str(home))  # ready to paste into a shell, spaces and quotes too
+        typer.echo(f"next: edit {home / 'subscribers.yaml'}, then `digestd --home {pasted} run`")
         for line in smtp_steps(home):
             typer.echo(line)
 
