@@ -329,3 +329,18 @@ def test_status_shows_suppressed_and_paused_with_reason_and_date(tmp_path: Path)
     text = cli(home, "status").stdout
     assert "dead@example.org: bounce: 5.1.1 user unknown (since 2026-11-20T08:00:00Z)" in text
     assert "(since 2026-11-24)" in text and "last bounce check: 2026-11-25T06:00:00Z" in text
+
+
+def test_a_broken_ops_json_does_not_hide_the_rest_of_status(tmp_path: Path) -> None:
+    """ops.json is the secondary file; before, a broken one made `status` exit 1 showing nothing."""
+    home = write_instance(tmp_path, ["Vision"], [{"email": "a@example.org"}], timezone="UTC")
+    with FakeArxiv({"Vision": [make_paper(1, "Vision", "2026-11-19")]}) as fake:
+        run_once(home, fake, now=at("2026-11-19"))
+    (home / "state" / "ops.json").write_text('{"history": [')
+    text = cli(home, "status")
+    assert text.returncode == 0, text.stderr
+    assert "last run: " in text.stdout and "Vision" in text.stdout
+    assert "ops.json" in text.stdout and "open problems and quiet-keyword counts are not shown" in text.stdout
+    doc = json.loads(cli(home, "status", "--json").stdout)
+    assert "ops.json" in doc["ops_problem"] and doc["last_run"] is not None
+    assert (home / "state" / "ops.json").read_text() == '{"history": ['  # status moves nothing

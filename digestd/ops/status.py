@@ -17,9 +17,10 @@ from typing import Any
 from digestd.config.settings import Config
 from digestd.core.incidents import Incident
 from digestd.core.models import Frequency, Subscriber, SubscriberStatus
-from digestd.core.quiet import WEEKEND_NOTE, Quiet, is_announcement_day, judge
+from digestd.core.quiet import WEEKEND_NOTE, KeywordHistory, Quiet, is_announcement_day, judge
 from digestd.core.records import Cursor, Delivery, DeliveryStatus, FetchStatus, RunSummary
 from digestd.core.schedule import next_weekly
+from digestd.errors import DigestdError
 from digestd.ops.suppressed import BounceView, Suppressed, read_bounce_view
 from digestd.store.ops import OpsStore
 from digestd.store.outbox import Outbox
@@ -98,6 +99,7 @@ class Status:
     weekly: tuple[Weekly, ...] = ()
     bounces: BounceView = field(default_factory=BounceView)
     incidents: tuple[Incident, ...] = ()
+    ops_problem: str | None = None  # state/ops.json cannot be read: the rest is still shown
 
     def to_json(self) -> dict[str, Any]:
         """The `status --json` document (scripts read it: keys are added, never changed)."""
@@ -130,6 +132,7 @@ class Status:
             "last_bounce_check": self.bounces.last_check,
             "weekly": [{"email": w.email, "next_digest": w.next_digest} for w in self.weekly],
             "incidents": [i.to_doc() for i in self.incidents],
+            "ops_problem": self.ops_problem,
         }
 
     def lines(self) -> list[str]:
@@ -159,23 +162,34 @@ def _failure_json(f: Failure) -> dict[str, Any]:
             "attempts": f.attempts, "last_attempt": f.when}
 
 
+def _ops(cfg: Config) -> tuple[dict[str, KeywordHistory], dict[str, Incident], str | None]:
+    """Keyword histories and open incidents, or none and why: ops.json is the secondary file
+    (losing it costs a few days of silence counting), so it never hides the rest of status."""
+    try:
+        ops = OpsStore(cfg.paths.state_dir, read_only=True)
+    except DigestdError as err:
+        return {}, {}, str(err)
+    try:
+        return ops.histories(), ops.incidents(), None
+    finally:
+        ops.close()
+
+
 def gather(cfg: Config, next_timer: str | None, now: datetime | None = None) -> Status:
     now = now or datetime.now(UTC)
     today = now.astimezone(cfg.tz).date() if cfg.tz else now.astimezone().date()
     store = PaperStore(cfg.paths.papers_db, read_only=True)
     outbox = Outbox(cfg.paths.outbox_db, read_only=True)
-    ops = OpsStore(cfg.paths.state_dir, read_only=True)
     try:
         held = store.by_keyword()
         fetches = {k.name: FetchStatus(k.name) for k in cfg.keywords} | store.fetch_status()
         deliveries = list(outbox.all_deliveries())
         cursors = outbox.load_cursors()
         last_run = store.last_run()
-        histories, incidents = ops.histories(), ops.incidents()
     finally:
-        ops.close()
         outbox.close()
         store.close()
+    histories, incidents, ops_problem = _ops(cfg)
     counts: Counter[DeliveryStatus] = Counter(d.status for d in deliveries)
     pending = [d for d in deliveries if d.status is DeliveryStatus.PENDING]
     failed = [_failure(d) for d in deliveries if d.status in (DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN)]
@@ -210,6 +224,7 @@ def gather(cfg: Config, next_timer: str | None, now: datetime | None = None) -> 
         ),
         bounces=read_bounce_view(cfg.paths.state_dir),
         incidents=tuple(incidents.values()),
+        ops_problem=ops_problem,
     )
 
 

@@ -39,9 +39,10 @@ def _run_lines(run: RunSummary | None) -> list[str]:
 
 
 def _incident_lines(s: Status) -> list[str]:
-    if not s.incidents:
-        return []
-    return ["open problems:", *(f"  {i.detail} (since {i.opened})" for i in s.incidents)]
+    problems = [f"  {i.detail} (since {i.opened})" for i in s.incidents]
+    if s.ops_problem:
+        problems.append(f"  {s.ops_problem} (open problems and quiet-keyword counts are not shown)")
+    return ["open problems:", *problems] if problems else []
 
 
 def _keyword_line(k: KeywordState) -> str:
