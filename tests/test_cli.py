@@ -345,8 +345,8 @@ def test_json_commands_print_json_even_when_they_fail(tmp_path: Path) -> None:
         doc = json.loads(proc.stdout)
         assert doc["exit_code"] == 2 and "digestd init" in doc["error"]
     home = write_instance(tmp_path / "i", [KW], [{"email": "alice@example.org"}])
-    (home / "state" / "ops.json").write_text("{broken")
+    (home / "state" / "papers.json").write_text("{broken")
     proc = cli(home, "status", "--json")
-    assert proc.returncode == 1 and "ops.json" in json.loads(proc.stdout)["error"]
+    assert proc.returncode == 1 and "papers.json" in json.loads(proc.stdout)["error"]
     proc = cli(home, "status")
     assert proc.returncode == 1 and proc.stdout == ""

@@ -361,7 +361,11 @@ def test_the_cli_matches_keywords_and_frequency_ignoring_case_and_writes_the_con
     assert pause.stdout == "bob@example.org is already paused; nothing changed\n"
     gone = cli(home, "keywords", "remove", "VIDEO UNDERSTANDING")
     assert gone.returncode == 0, gone.stderr
-    assert gone.stdout.splitlines() == [f"removed keyword {VU!r}", "alice@example.org no longer follows it"]
+    assert gone.stdout.splitlines() == [
+        f"removed keyword {VU!r}",
+        "alice@example.org no longer follows it; they follow no keyword now and get no digest until "
+        "`digestd subscribers set alice@example.org --keyword ...`",
+    ]
     cfg = load_config(home, {})
     assert [k.name for k in cfg.keywords] == [VAD] and cfg.subscribers[0].keywords == ()
 
