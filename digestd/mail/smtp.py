@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import aiosmtplib
 
 from digestd.config.settings import SmtpSettings
+from digestd.core.text import cut
 from digestd.errors import DigestdError, StateError
 from digestd.mail import smtpwire
 from digestd.mail.message import Envelope
@@ -427,8 +428,7 @@ def _answer(code: int, message: str) -> str:
     where an escape sequence (ESC ] ... BEL retitles a terminal) must not arrive whole. Cut at
     MAX_ANSWER: a multi-line reply can be 32 KB, and it was kept whole in every delivery's
     record (outbox.json, status, alerts)."""
-    text = _printable(message)
-    return f"{code} {text if len(text) <= MAX_ANSWER else text[:MAX_ANSWER - 1] + '…'}"
+    return f"{code} {cut(_printable(message), MAX_ANSWER)}"
 
 
 def _printable(text: str) -> str:

@@ -25,6 +25,7 @@ from digestd.core.incidents import Condition, Incident, IncidentKind, Reconciled
 from digestd.core.models import RunReport
 from digestd.core.quiet import KeywordHistory, is_silent, silent_streak
 from digestd.core.records import Delivery, DeliveryStatus
+from digestd.core.text import cut
 from digestd.errors import DigestdError
 from digestd.mail.headers import sender_address
 from digestd.mail.message import Envelope
@@ -129,8 +130,7 @@ def _age(d: Delivery, now: datetime) -> timedelta:
 
 
 def _short(text: str) -> str:
-    one_line = " ".join(text.split())
-    return one_line if len(one_line) <= MAX_DETAIL else one_line[: MAX_DETAIL - 1] + "…"
+    return cut(" ".join(text.split()), MAX_DETAIL)
 
 
 def report_text(result: Reconciled, list_name: str) -> tuple[str, str]:

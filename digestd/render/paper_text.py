@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from markupsafe import Markup, escape
 
 from digestd.core.links import code_link
+from digestd.core.text import cut
 from digestd.render.templates import TEXT_WIDTH, URL_RE
 
 MAX_AUTHORS = 10  # more than this: the first ten and "et al."
@@ -74,8 +75,7 @@ def highlight(text: str, pattern: re.Pattern[str] | None) -> Markup:
 
 def _link_label(url: str, limit: int = 48) -> str:
     """What a link in running text shows: the URL without its scheme, long ones cut with "…"."""
-    label = re.sub(r"^https?://(www\.)?", "", url)
-    return label if len(label) <= limit else label[: limit - 1] + "…"
+    return cut(re.sub(r"^https?://(www\.)?", "", url), limit)
 
 
 def linkify(text: str) -> Markup:

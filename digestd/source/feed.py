@@ -25,6 +25,7 @@ from lxml import etree
 from digestd.core.links import NEW_ID, OLD_ID, safe_arxiv_link
 from digestd.core.models import Paper
 from digestd.core.records import paper_from_doc
+from digestd.core.text import cut
 from digestd.errors import FetchError
 
 log = logging.getLogger(__name__)
@@ -60,18 +61,12 @@ def collapse(text: str | None) -> str:
 
 def _short(text: str, limit: int = 100) -> str:
     """A value from arXiv as a log message may show it: quoted, escaped, cut."""
-    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+    return repr(cut(text, limit))
 
 
 def _plain(text: str | None, limit: int = 300) -> str:
     """arXiv text shown in a message: one line, printable characters only, cut."""
-    line = "".join(c for c in collapse(text) if c.isprintable())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _cut(text: str, limit: int) -> str:
-    """`text` of at most `limit` characters: a longer one ends in "…"."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut("".join(c for c in collapse(text) if c.isprintable()), limit)
 
 
 def _where(keyword: str, index: int, paper_id: str, version: int) -> str:
@@ -107,13 +102,13 @@ def _authors(entry: Any) -> list[Any]:
     """The entry's authors with a name, as `arxiv.Result.Author`s (affiliations are not kept)."""
     names = (collapse(a.findtext(_NAME)) for a in entry.iterfind(f"{ATOM}author"))
     kept = itertools.islice(filter(None, names), MAX_AUTHORS)
-    return [arxiv.Result.Author(_cut(n, MAX_NAME)) for n in kept]
+    return [arxiv.Result.Author(cut(n, MAX_NAME)) for n in kept]
 
 
 def _categories(entry: Any) -> list[str]:
     """The entry's category terms, at most MAX_CATEGORIES of at most MAX_CATEGORY characters."""
     terms = (t for c in entry.iterfind(f"{ATOM}category") if (t := c.get("term")) is not None)
-    return [_cut(collapse(t), MAX_CATEGORY) for t in itertools.islice(terms, MAX_CATEGORIES)]
+    return [cut(collapse(t), MAX_CATEGORY) for t in itertools.islice(terms, MAX_CATEGORIES)]
 
 
 def read_entry(entry: Any, index: int, keyword: str = "") -> Any:
@@ -121,7 +116,7 @@ def read_entry(entry: Any, index: int, keyword: str = "") -> Any:
     id, an id that is not an arXiv id, or no title. Text is whitespace-collapsed."""
     prefix = f"{keyword}: " if keyword else ""
     raw_id = collapse(entry.findtext(f"{ATOM}id"))
-    title = _cut(collapse(entry.findtext(f"{ATOM}title")), MAX_TITLE)
+    title = cut(collapse(entry.findtext(f"{ATOM}title")), MAX_TITLE)
     if not raw_id:
         log.warning("%sskipped entry %d (title %s): it has no <id>", prefix, index + 1, _short(title))
         return None
@@ -143,9 +138,9 @@ def read_entry(entry: Any, index: int, keyword: str = "") -> Any:
         published=_when(entry, "published", where),
         title=title,
         authors=_authors(entry),
-        summary=_cut(collapse(entry.findtext(f"{ATOM}summary")), MAX_SUMMARY),
-        comment=_cut(collapse(entry.findtext(f"{ARXIV}comment")), MAX_COMMENT) or None,
-        primary_category=_cut(collapse(primary.get("term") if primary is not None else None), MAX_CATEGORY),
+        summary=cut(collapse(entry.findtext(f"{ATOM}summary")), MAX_SUMMARY),
+        comment=cut(collapse(entry.findtext(f"{ARXIV}comment")), MAX_COMMENT) or None,
+        primary_category=cut(collapse(primary.get("term") if primary is not None else None), MAX_CATEGORY),
         categories=_categories(entry),
         links=_links(entry),
     )

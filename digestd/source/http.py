@@ -32,6 +32,7 @@ from urllib3.response import HTTPResponse
 
 from digestd import __version__
 from digestd.core.links import shown_url
+from digestd.core.text import cut
 from digestd.errors import FetchError
 
 USER_AGENT = f"digestd/{__version__} (daily arXiv digest; +https://github.com/)"
@@ -203,8 +204,8 @@ def _inflater_for(headers: Mapping[str, str]) -> _Inflater | None:
         return None
     if encoding in ("gzip", "x-gzip", "deflate"):
         return _Inflater(encoding)
-    shown = encoding if len(encoding) <= 40 else encoding[:39] + "…"
-    raise ResponseRefused(f"arXiv answered with Content-Encoding {shown!r}, which digestd does not decode")
+    raise ResponseRefused(
+        f"arXiv answered with Content-Encoding {cut(encoding, 40)!r}, which digestd does not decode")
 
 
 def _too_large(max_bytes: int, compressed: bool) -> ResponseRefused:
