@@ -56,13 +56,14 @@ def collect(
     stored: Held = {}
     status: list[FetchStatus] = []
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    not_after = now.astimezone(UTC) + CLOCK_SLACK  # no arXiv date is later: one later is wrong
     for kw in cfg.keywords:
         held = held_all.get(kw.name, [])
         try:
             fetched = fetch_keyword(source, kw, s.max_results, held)  # a listing pages
             if not fetched and held:
                 raise FetchError("arXiv returned an empty page for a keyword that has papers")
-            fetched = not_in_the_future(fetched, now, kw.name)
+            fetched = not_in_the_future(fetched, not_after, kw.name)
             fetched = in_categories(fetched, kw)  # after the check: a filtered-out day is no error
             fetched = local_checks(fetched, kw)  # exclusions (arXiv stems), primary_only
             low, pend_ids = floors.get(kw.name, (1 << 60, set()))
@@ -75,7 +76,7 @@ def collect(
                 stale_margin_days=s.stale_margin_days,
                 keep_ids=keep,
                 known_ids=frozenset(seen.get(kw.name, {})),
-                not_after=now.astimezone(UTC) + CLOCK_SLACK,
+                not_after=not_after,
             )
         except Exception as err:
             why = str(err) if isinstance(err, FetchError | SuspiciousResponse) else _unexpected(kw.name, err)
@@ -105,11 +106,11 @@ def collect(
     return Collected(store.by_keyword(), store.seq)
 
 
-def not_in_the_future(papers: list[Paper], now: datetime, keyword: str) -> list[Paper]:
-    """The papers not dated after the run's clock (plus CLOCK_SLACK); the others are skipped
-    with a warning: stored, one would top the keyword forever, and every real new paper
-    would then look years old to the stale-response check, failing the keyword every run."""
-    limit = (now + CLOCK_SLACK).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def not_in_the_future(papers: list[Paper], not_after: datetime, keyword: str) -> list[Paper]:
+    """The papers not dated after `not_after` (the run's clock plus CLOCK_SLACK); the others
+    are skipped with a warning: stored, one would top the keyword forever, and every real new
+    paper would then look years old to the stale-response check, failing the keyword every run."""
+    limit = not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
     kept = []
     for paper in papers:
         if max(paper.updated, paper.published) > limit:
