@@ -88,13 +88,10 @@ class MoreLikeThis:
         except InterestsFull as err:
             log.warning("more like this for %s refused: %s", sub.email, err)
             return _full(asked.paper)
-        except UsageError as err:
-            if not isinstance(err, ConfigError):
+        except (DigestdError, OSError) as err:
+            if isinstance(err, UsageError) and not isinstance(err, ConfigError):
                 return pages.forbidden()  # unsubscribed meanwhile
             log.error("more like this for %s failed: %s", sub.email, err)  # the file, not the reader
-            return pages.unavailable("Your change could not be saved just now; nothing was changed.")
-        except (DigestdError, OSError) as err:
-            log.error("more like this for %s failed: %s", sub.email, err)
             return pages.unavailable("Your change could not be saved just now; nothing was changed.")
         log.info("more like this: %s", "; ".join(said))
         return _done(asked.paper, already=False)
