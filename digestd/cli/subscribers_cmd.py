@@ -18,6 +18,7 @@ from digestd.config.values import parse_frequency
 from digestd.core.models import Frequency, Subscriber, SubscriberStatus
 from digestd.errors import UsageError
 from digestd.ops import personal
+from digestd.pipeline import run_date
 
 KW = Annotated[
     list[str] | None,
@@ -134,8 +135,7 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(cli_context(ctx).home)
         every = [k.name for k in cfg.keywords]
         held = {x.email.lower(): x for x in personal.suppressed_records(cfg)}
-        now = datetime.now(UTC)
-        today = now.astimezone(cfg.tz).date() if cfg.tz else now.astimezone().date()
+        today = run_date(cfg, datetime.now(UTC))
 
         def until(s: Subscriber) -> str | None:  # a pause set on the manage page, while it lasts
             day = s.paused_until
