@@ -21,7 +21,7 @@ from digestd.core.models import Paper
 from digestd.core.tokens import make_token, manage_link
 from digestd.core.versions import is_update
 from digestd.render.card import Mode, contexts
-from digestd.render.fit import MAX_PAPERS, Size, choose_modes, fitting_count, left_out
+from digestd.render.fit import MAX_PAPERS, Size, choose_modes, left_out
 from digestd.render.frames import Framed, Slots
 from digestd.render.paper_text import highlighter
 from digestd.render.templates import html_env, read_asset, template_errors, text_env, wrap
@@ -324,11 +324,8 @@ class DigestRenderer:
                                    self._once("top", {"toc": toc, "notes": (), "online": None}))
             size = self._sizer(items)
             fixed_sizes = (len(fixed[1].encode()), len(fixed[0].encode()))
-            modes = choose_modes(len(items), self._start_mode, fixed_sizes, size)
-            if not modes or modes[0] is not Mode.LINE or cap <= 1:
-                break  # it fits before the first paper had to go on one line
-            fit = fitting_count(len(items), fixed_sizes, size)
-            if fit == len(items):
+            modes, fit = choose_modes(len(items), self._start_mode, fixed_sizes, size)
+            if fit == len(items) or cap <= 1:
                 break
             cap = max(1, fit)  # a pathological day: list fewer papers, each on one line
         for i, slot in enumerate(slots):

@@ -20,8 +20,10 @@ Size = Callable[[int, Mode], tuple[int, int]]  # paper index, mode -> (HTML byte
 
 
 def choose_modes(n: int, start: Mode, fixed: tuple[int, int], size: Size,
-                 budget: int = BUDGET - MARGIN) -> list[Mode]:
-    """Each paper's mode: `start` for all if that fits, else the steps down from the end."""
+                 budget: int = BUDGET - MARGIN) -> tuple[list[Mode], int]:
+    """Each paper's mode: `start` for all if that fits, else the steps down from the end; and
+    how many papers fit: `n`, or fewer when even one line each is over the budget (titles of a
+    thousand characters), and then the rest are "not listed" like those past MAX_PAPERS."""
     modes = [start] * n
     html = fixed[0] + sum(size(i, start)[0] for i in range(n))
     text = fixed[1] + sum(size(i, start)[1] for i in range(n))
@@ -37,32 +39,27 @@ def choose_modes(n: int, start: Mode, fixed: tuple[int, int], size: Size,
         modes[i] = to
 
     if fits():
-        return modes
+        return modes, n
     if start is Mode.FULL:
         for i in range(n):
             step(i, Mode.SHORT)
         if fits():
-            return modes
+            return modes, n
     for to in (Mode.BARE, Mode.LINE):
         for i in reversed(range(n)):
             step(i, to)
             if fits():
-                return modes
-    return modes
+                return modes, n
+    html, text = fixed  # every paper on one line is still too much: count the first that fit
+    for i in range(n):
+        h, t = size(i, Mode.LINE)
+        html, text = html + h, text + t
+        if not fits():
+            return modes, i
+    return modes, n
 
 
 def left_out(modes: Sequence[Mode]) -> int:
     """How many abstracts the digest does not show."""
     return sum(1 for m in modes if m in (Mode.BARE, Mode.LINE))
 
-
-def fitting_count(n: int, fixed: tuple[int, int], size: Size, budget: int = BUDGET - MARGIN) -> int:
-    """How many of the first `n` papers fit with each on one line (the last step): fewer than
-    `n` only on a pathological day, and then the rest are "not listed" like those past 250."""
-    html, text = fixed
-    for i in range(n):
-        h, t = size(i, Mode.LINE)
-        html, text = html + h, text + t
-        if html > budget or text > budget:
-            return i
-    return n
