@@ -3,6 +3,7 @@ suppression list, and personal data (issue 14, points 1, 2, 3 and 7)."""
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import json
 import os
@@ -373,7 +374,10 @@ class Envelopes:
         return "250 OK"
 
 
-def test_run_reads_bounces_first_sends_with_verp_and_skips_suppressed(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def gone_and_ada(tmp_path: Path) -> Iterator[tuple[Path, Envelopes, dict[str, str]]]:
+    """An instance mailing gone@ and ada@ with a bounce address, and an SMTP server that
+    records each envelope: (home, the recorder, the environment that sends to it)."""
     home = write_instance(tmp_path / "home", ["Vision"], [{"email": "gone@example.net"},
                                                          {"email": "ada@example.org"}],
                           bounce_address=BOUNCES, timezone="UTC")
@@ -381,15 +385,20 @@ def test_run_reads_bounces_first_sends_with_verp_and_skips_suppressed(tmp_path: 
     server = Controller(handler, hostname="127.0.0.1", port=free_port())
     server.start()
     try:
-        env = {**ENV, **smtp_env(server), "DIGESTD_BOUNCE_MAILDIR": str(maildir(tmp_path / "b"))}
+        yield home, handler, {**ENV, **smtp_env(server)}
+    finally:
+        server.stop()
+
+
+def test_run_reads_bounces_first_sends_with_verp_and_skips_suppressed(tmp_path: Path) -> None:
+    with gone_and_ada(tmp_path) as (home, handler, env):
+        env["DIGESTD_BOUNCE_MAILDIR"] = str(maildir(tmp_path / "b"))
         with FakeArxiv({"Vision": make_papers("Vision", 3, date="2026-11-19")}) as fake:
             run_once(home, fake, env=env, now=at("2026-11-19"))  # the baseline
             (tmp_path / "b" / "new" / "1").write_bytes(fixture("postfix_permanent.eml"))
             fake.feeds["Vision"] = [*make_papers("Vision", 2, first=50, date="2026-11-20"),
                                     *fake.feeds["Vision"]]
             report = run_once(home, fake, env=env, now=at("2026-11-20"))
-    finally:
-        server.stop()
     assert any("suppressed gone@example.net: permanent failure" in m for m in report.messages)
     assert [rcpt for _, rcpt in handler.seen] == [["ada@example.org"]]
     sender = handler.seen[0][0]
@@ -402,14 +411,7 @@ def test_a_broken_suppression_list_stops_the_run_before_anyone_is_mailed(tmp_pat
     """Was: without a bounce source every run failed read-only, saying "the next run moves it
     aside" (it never did); with one, the bounce check moved it aside and the same run mailed
     the addresses it held. Now the run moves it aside and stops, like papers.json."""
-    home = write_instance(tmp_path / "home", ["Vision"], [{"email": "gone@example.net"},
-                                                         {"email": "ada@example.org"}],
-                          bounce_address=BOUNCES, timezone="UTC")
-    handler = Envelopes()
-    server = Controller(handler, hostname="127.0.0.1", port=free_port())
-    server.start()
-    try:
-        env = {**ENV, **smtp_env(server)}
+    with gone_and_ada(tmp_path) as (home, handler, env):
         if with_source:
             env["DIGESTD_BOUNCE_MAILDIR"] = str(maildir(tmp_path / "b"))
         with FakeArxiv({"Vision": make_papers("Vision", 3, date="2026-11-19")}) as fake:
@@ -423,8 +425,6 @@ def test_a_broken_suppression_list_stops_the_run_before_anyone_is_mailed(tmp_pat
                 run_once(home, fake, env=env, now=at("2026-11-20"))
             assert handler.seen == [] and list(path.parent.glob("suppressions.json.corrupt-*"))
             run_once(home, fake, env=env, now=at("2026-11-20", 13))  # the next run starts afresh
-    finally:
-        server.stop()
     assert sorted(r for _, rcpt in handler.seen for r in rcpt) == ["ada@example.org", "gone@example.net"]
 
 
