@@ -19,7 +19,7 @@ from digestd.config.load import check_edit
 from digestd.config.roundtrip import round_trip_edit
 from digestd.config.settings import Paths
 from digestd.config.tracked import Change, Edited
-from digestd.config.yamlread import parse_yaml, read_yaml_text
+from digestd.config.yamlread import parse_yaml, read_yaml_file
 from digestd.errors import ConfigError, DigestdError, UsageError
 from digestd.store import atomic
 from digestd.store.atomic import write_atomic
@@ -36,13 +36,13 @@ def edit(home: Path, change: Change) -> list[str]:
     """
     path = _followed(Paths(home).subscribers)
     with _edit_lock(home):
-        text = read_yaml_text(path)
+        text, crlf = read_yaml_file(path)
         done = line_edit(path, text, change) or round_trip_edit(path, text, change)
         if done.text is None:
             return done.said
         check_edit(path, _read_back(path, done), text)  # validation shared with the run path
         atomic.sweep_leftovers(path)  # a killed edit's temp files (we hold the edit lock)
-        write_atomic(path, done.text.replace("\n", "\r\n") if _crlf(path) else done.text)
+        write_atomic(path, done.text.replace("\n", "\r\n") if crlf else done.text)
         return done.said
 
 
@@ -50,13 +50,6 @@ def _followed(path: Path) -> Path:
     """The file a symlinked subscribers.yaml points to (kept in a config repository, say): the
     edit replaces that file, so the link stays a link and the next read sees the edit."""
     return Path(os.path.realpath(path)) if path.is_symlink() else path
-
-
-def _crlf(path: Path) -> bool:
-    """Whether the file ends its lines with CR LF (saved on Windows): the text is read with
-    LF alone, and the edit writes CR LF back, or every line of the file would change."""
-    with path.open("rb") as f:
-        return b"\r\n" in f.read(65536)
 
 
 def _read_back(path: Path, done: Edited) -> Any:

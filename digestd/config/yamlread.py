@@ -28,9 +28,14 @@ MAX_YAML_BYTES = 64 * 2**20  # 100,000 subscribers are about 10 MB
 
 
 def read_yaml_text(path: Path) -> str:
-    """The text of subscribers.yaml, or a sentence saying how to create it. Only a regular file
-    of at most MAX_YAML_BYTES is read: a FIFO would block for ever, /dev/zero or a runaway
-    file would end in a MemoryError."""
+    """The text of subscribers.yaml, or a sentence saying how to create it."""
+    return read_yaml_file(path)[0]
+
+
+def read_yaml_file(path: Path) -> tuple[str, bool]:
+    """The text of subscribers.yaml with LF line ends, and whether the file ends its lines with
+    CR LF (an edit writes them back so). Only a regular file of at most MAX_YAML_BYTES is read:
+    a FIFO would block for ever, /dev/zero or a runaway file would end in a MemoryError."""
     try:
         raw = read_regular(path, MAX_YAML_BYTES)
         if len(raw) > MAX_YAML_BYTES:
@@ -38,7 +43,8 @@ def read_yaml_text(path: Path) -> str:
                 f"{path} is larger than {MAX_YAML_BYTES // 2**20} MiB (about 600,000 subscribers); "
                 "is it the right file?"
             )
-        return raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads
+        crlf = b"\r\n" in raw[:65536]
+        return raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"), crlf  # as read_text() reads
     except FileNotFoundError:
         raise ConfigError(
             f"{path} does not exist: run `digestd init` to create an instance there, or pass --home DIR"
