@@ -157,7 +157,7 @@ def test_a_file_that_cannot_be_read_for_the_edit_is_not_called_full(
         "settings:\n  public_url: https://papers.example.org/\n")
     before = (tmp_path / "subscribers.yaml").read_text()
 
-    def unreadable(path: Path) -> str:
+    def unreadable(path: Path) -> tuple[str, bool]:
         raise ConfigError(f"cannot read {path}: it is not a regular file")
 
     for base in serve_digestd(tmp_path, ENV):
@@ -165,7 +165,7 @@ def test_a_file_that_cannot_be_read_for_the_edit_is_not_called_full(
                                     "2506.05175"), base)
         status, _, page = request(link)
         assert status == 200
-        monkeypatch.setattr(edit_module, "read_yaml_text", unreadable)
+        monkeypatch.setattr(edit_module, "read_yaml_file", unreadable)
         body = urlencode({"form_token": form_token(page)}).encode()
         status, _, said = request(link, "POST", body, FORM)
         assert status == 503 and "2,000" not in said and "nothing was changed" in said
